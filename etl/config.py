@@ -1,0 +1,443 @@
+"""Job configuration: TOML files validated on load into small frozen dataclasses.
+
+Precedence, lowest first: the file, environment (ETL_DATABASE_URL), then the CLI (--db, --set k=v).
+Every problem a user can fix is raised as one ConfigError line naming the file, the key and what is wrong;
+the CLI turns it into exit code 2. Config files are data only: nothing in them is executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl.parse.cleaners import CONVERTERS
+from etl.parse.engines import ENGINES
+
+TABLES = ("listings", "stock_mentions")
+
+
+class ConfigError(Exception):
+    """A config problem the user can fix; str() is the one line to show them."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    css: str | None = None  # None: the item (or page) node itself
+    attr: str | None = None  # None: the node's text
+    json: str | None = None  # dot path into a JSON value held in the text/attribute
+    regex: str | None = None  # first capture group (or the whole match) is kept
+    type: str = "text"
+    scale: str | None = None
+    value: str | None = None  # a constant, e.g. "{city}"
+    source: str = "item"  # item | detail | page | config
+    all: bool = False  # join every match with a space instead of taking the first
+
+
+@dataclass(frozen=True)
+class LinkRule:
+    css: str
+    kind: str
+    attr: str = "href"
+    match: str | None = None  # only URLs matching this regex
+
+
+@dataclass(frozen=True)
+class PageRule:
+    kind: str
+    total: FieldSpec | None = None  # how many results this filter has (compared with crawl.cap)
+    facets: LinkRule | None = None  # narrower filters, followed when total > cap
+    paginate: bool = False
+    items: bool = False
+    links: tuple[LinkRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pagination:
+    total_pages: FieldSpec | None = None
+    url: FieldSpec | None = None  # a template holding {page}, read from the page
+    template: str | None = None  # or a fixed template: {url} = page 1's URL, {page} = page number
+    next: str | None = None  # CSS of a "next page" link
+    links: str | None = None  # CSS of numbered page links
+    max_pages: int = 100
+
+
+@dataclass(frozen=True)
+class Items:
+    select: str
+    key: FieldSpec
+    skip: str | None = None
+    detail: LinkRule | None = None
+
+
+@dataclass(frozen=True)
+class Transform:
+    type: str = "none"  # "none" | "stock_mentions"
+    text_fields: tuple[str, ...] = ("title", "body")
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    url: str | None
+    table: str
+    key: str
+    columns: dict[str, str]
+    chunk_rows: int = 5000
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    job: str
+    source_type: str
+    site: str
+    vars: dict[str, Any]
+    demo: dict[str, Any] | None
+    start_urls: tuple[str, ...]
+    allowed_domains: tuple[str, ...]
+    sql: SqlSource | None
+    cap: int
+    pages: dict[str, PageRule]
+    pagination: Pagination
+    items: Items | None
+    fields: dict[str, FieldSpec]
+    table: str
+    transform: Transform
+    database_url: str
+    fetch_threads: int
+    parse_processes: int
+    batch_size: int
+    flush_seconds: float
+    engine: str
+    max_pages: int
+    start_method: str
+    per_host: int
+    delay: float
+    robots: bool
+    user_agent: str
+    connect_timeout: float
+    read_timeout: float
+    retries: int
+    backoff: float
+    max_bytes: int
+    db_retry_seconds: float
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """Identifies the config's meaning (not the database) for run records and resume checks."""
+        raw = {k: v for k, v in self.raw.items() if k != "database"}
+        return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.raw
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "run": {"fetch_threads": 16, "parse_processes": 0, "batch_size": 1000, "flush_seconds": 1.0,
+            "engine": "selectolax", "max_pages": 0, "start_method": "spawn"},
+    "politeness": {"per_host": 16, "delay": 0.0, "robots": True,
+                   "user_agent": "etl-crawl/0.1 (+https://github.com/etl-crawl/etl-crawl)",
+                   "connect_timeout": 5.0, "read_timeout": 20.0, "retries": 3, "backoff": 0.5,
+                   "max_bytes": 10_000_000},
+    "database": {"url": "sqlite:///etl.db", "retry_seconds": 60.0},
+}
+_TOP = {"job", "source", "crawl", "items", "fields", "target", "transform", "run", "politeness", "database"}
+
+
+class _Checker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {where}: {msg}")
+
+    def table(self, data: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(data, dict):
+            raise self.fail(where, f"expected a table, got {type(data).__name__}")
+        for key in data:
+            if key not in allowed:
+                raise self.fail(f"{where}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for key in required:
+            if key not in data:
+                raise self.fail(where, f"missing required key '{key}'")
+        return data
+
+    def typed(self, data: dict, key: str, where: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        value = data.get(key, default)
+        if value is None:
+            return None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind in (int, float):
+            raise self.fail(f"{where}.{key}", f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(f"{where}.{key}", f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def regex(self, value: str | None, where: str) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise self.fail(where, f"invalid regex: {exc}") from None
+        return value
+
+    def css(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, "expected a non-empty CSS selector")
+        from selectolax.lexbor import LexborHTMLParser
+
+        try:
+            LexborHTMLParser("<p></p>").css(value)
+        except Exception as exc:  # selectolax raises on selectors it cannot compile
+            raise self.fail(where, f"invalid CSS selector {value!r}: {exc}") from None
+        return value
+
+    def field(self, name: str, data: Any, where: str, default_source: str) -> FieldSpec:
+        if isinstance(data, str):
+            data = {"css": data}
+        d = self.table(data, where, {"css", "attr", "json", "regex", "type", "scale", "value", "from", "all"})
+        ftype = self.typed(d, "type", where, str, "text")
+        if ftype not in CONVERTERS:
+            raise self.fail(f"{where}.type", f"unknown type {ftype!r} (use {', '.join(CONVERTERS)})")
+        source = self.typed(d, "from", where, str, "config" if "value" in d else default_source)
+        if source not in ("item", "detail", "page", "config"):
+            raise self.fail(f"{where}.from", f"unknown source {source!r} (use item, detail, page or config)")
+        scale = d.get("scale")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float | str)):
+            raise self.fail(f"{where}.scale", "expected a number")
+        css = self.css(d["css"], f"{where}.css") if "css" in d else None
+        if source != "config" and css is None and "attr" not in d and "regex" not in d and "json" not in d:
+            raise self.fail(where, "needs a 'css' selector (or 'attr'/'regex' on the item itself, or 'value')")
+        return FieldSpec(name=name, css=css, attr=self.typed(d, "attr", where, str),
+                         json=self.typed(d, "json", where, str),
+                         regex=self.regex(self.typed(d, "regex", where, str), f"{where}.regex"),
+                         type=ftype, scale=None if scale is None else str(scale),
+                         value=None if d.get("value") is None else str(d["value"]), source=source,
+                         all=bool(self.typed(d, "all", where, bool, False)))
+
+    def link(self, data: Any, where: str, default_kind: str | None = None) -> LinkRule:
+        if isinstance(data, str):
+            data = {"css": data}
+        d = self.table(data, where, {"css", "kind", "attr", "match"}, {"css"})
+        kind = self.typed(d, "kind", where, str, default_kind)
+        if not kind:
+            raise self.fail(where, "missing required key 'kind' (the kind of page the links lead to)")
+        return LinkRule(css=self.css(d["css"], f"{where}.css"), kind=kind,
+                        attr=self.typed(d, "attr", where, str, "href"),
+                        match=self.regex(self.typed(d, "match", where, str), f"{where}.match"))
+
+
+def _expand(template: str, variables: dict[str, Any], where: str, ck: _Checker) -> str:
+    try:
+        return template.format_map(variables)
+    except KeyError as exc:
+        raise ck.fail(where, f"unknown placeholder {{{exc.args[0]}}} (known: {', '.join(sorted(variables))})") from None
+    except (ValueError, IndexError) as exc:
+        raise ck.fail(where, f"bad placeholder in {template!r}: {exc}") from None
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values are TOML literals when they parse as one (8, true, 1.5, [..]), else plain strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str, path: str) -> None:
+    """Apply one `key=value`. A bare key is looked up among the sections' scalar keys (city → source.city)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected key=value")
+    key, _, text = assignment.partition("=")
+    key = key.strip()
+    value = parse_value(text.strip())
+    parts = key.split(".")
+    if len(parts) == 1 and key not in raw:
+        owners = [name for name, section in raw.items() if isinstance(section, dict) and key in section]
+        if not owners:
+            owners = [name for name in ("source", "run", "politeness", "database")
+                      if key in _DEFAULTS.get(name, {})]
+        if len(owners) > 1:
+            raise ConfigError(f"--set {key}: ambiguous, say which: {', '.join(f'{o}.{key}' for o in owners)}")
+        if not owners:
+            raise ConfigError(f"--set {key}: no such setting in {path}; use a dotted path such as source.{key}")
+        parts = [owners[0], key]
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a table")
+    node[parts[-1]] = value
+
+
+def load(path: str | Path, overrides: list[str] = (), database_url: str | None = None) -> Config:
+    """Read, override and validate a job config. Raises ConfigError with one clear line."""
+    path = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for assignment in overrides:
+        apply_override(raw, assignment, path)
+    env_db = os.environ.get("ETL_DATABASE_URL")
+    if env_db or database_url:
+        raw.setdefault("database", {})["url"] = database_url or env_db
+    return build(raw, path)
+
+
+def build(raw: dict[str, Any], path: str) -> Config:
+    ck = _Checker(path)
+    ck.table(raw, "config", _TOP, {"job", "source"})
+    job = ck.typed(raw, "job", "config", str)
+    if not re.fullmatch(r"[\w.-]+", job):
+        raise ck.fail("job", "use letters, digits, '-', '_' or '.' only")
+
+    source = ck.table(raw["source"], "[source]",
+                      {"type", "site", "city", "base_url", "start_urls", "allowed_domains", "demo", "sql"}, {"type"})
+    stype = ck.typed(source, "type", "[source]", str)
+    if stype not in ("http", "sql"):
+        raise ck.fail("[source].type", f"unknown source type {stype!r} (use http or sql)")
+    variables = {k: v for k, v in source.items() if isinstance(v, str | int | float) and not isinstance(v, bool)}
+    variables.setdefault("site", job)
+    demo = source.get("demo")
+    if demo is not None:
+        demo = dict(ck.table(demo, "[source.demo]",
+                             {"listings", "encoding", "pagination", "seed", "news", "detail_pages"}))
+        variables["base_url"] = variables.get("base_url", "{base_url}")
+    start_urls: tuple[str, ...] = ()
+    sql = None
+    if stype == "http":
+        urls = source.get("start_urls")
+        if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+            raise ck.fail("[source].start_urls", "expected a non-empty list of URLs")
+        start_urls = tuple(_expand(u, variables, "[source].start_urls", ck) for u in urls)
+        if demo is None:
+            for url in start_urls:
+                if not re.match(r"https?://[^/]+", url):
+                    raise ck.fail("[source].start_urls", f"{url!r} is not an http(s) URL")
+    else:
+        s = ck.table(source.get("sql"), "[source.sql]", {"url", "table", "key", "columns", "chunk_rows", "where"},
+                     {"table", "key", "columns"})
+        cols = ck.table(s["columns"], "[source.sql.columns]", {"id", "published", "title", "body", "score"},
+                        {"id", "published", "title", "body", "score"})
+        for name in [s["table"], s["key"], *cols.values()]:
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", name):
+                raise ck.fail("[source.sql]", f"{name!r} is not a plain table/column name")
+        sql = SqlSource(url=ck.typed(s, "url", "[source.sql]", str), table=s["table"], key=s["key"],
+                        columns=dict(cols), chunk_rows=ck.typed(s, "chunk_rows", "[source.sql]", int, 5000),
+                        where=ck.typed(s, "where", "[source.sql]", str))
+    domains = source.get("allowed_domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+        raise ck.fail("[source].allowed_domains", "expected a list of host names")
+
+    crawl = ck.table(raw.get("crawl", {}), "[crawl]", {"cap", "pages", "pagination"})
+    pages: dict[str, PageRule] = {}
+    for i, p in enumerate(crawl.get("pages", [])):
+        where = f"[[crawl.pages]] #{i + 1}"
+        p = ck.table(p, where, {"kind", "total", "facets", "paginate", "items", "links"}, {"kind"})
+        kind = ck.typed(p, "kind", where, str)
+        links = p.get("links", [])
+        if not isinstance(links, list):
+            raise ck.fail(f"{where}.links", "expected a list of link rules")
+        pages[kind] = PageRule(
+            kind=kind,
+            total=ck.field("total", p["total"], f"{where}.total", "page") if "total" in p else None,
+            facets=ck.link(p["facets"], f"{where}.facets") if "facets" in p else None,
+            paginate=bool(ck.typed(p, "paginate", where, bool, False)),
+            items=bool(ck.typed(p, "items", where, bool, False)),
+            links=tuple(ck.link(link, f"{where}.links[{j}]") for j, link in enumerate(links)))
+    if stype == "http" and not pages:
+        raise ck.fail("[crawl]", "needs at least one [[crawl.pages]] rule (the first kind is the start pages')")
+    pg = ck.table(crawl.get("pagination", {}), "[crawl.pagination]",
+                  {"total_pages", "url", "template", "next", "links", "max_pages"})
+    pagination = Pagination(
+        total_pages=ck.field("total_pages", pg["total_pages"], "[crawl.pagination].total_pages", "page")
+        if "total_pages" in pg else None,
+        url=ck.field("url", pg["url"], "[crawl.pagination].url", "page") if "url" in pg else None,
+        template=ck.typed(pg, "template", "[crawl.pagination]", str),
+        next=ck.css(pg["next"], "[crawl.pagination].next") if "next" in pg else None,
+        links=ck.css(pg["links"], "[crawl.pagination].links") if "links" in pg else None,
+        max_pages=ck.typed(pg, "max_pages", "[crawl.pagination]", int, 100))
+    if pagination.total_pages and not (pagination.url or pagination.template):
+        raise ck.fail("[crawl.pagination]", "total_pages needs 'url' (read from the page) or 'template'")
+    if any(r.paginate for r in pages.values()) and not (
+            pagination.total_pages or pagination.next or pagination.links):
+        raise ck.fail("[crawl.pagination]", "a page kind paginates but no total_pages, next or links is set")
+
+    items = None
+    if "items" in raw:
+        it = ck.table(raw["items"], "[items]", {"select", "key", "skip", "detail"}, {"select", "key"})
+        items = Items(select=ck.css(it["select"], "[items].select"),
+                      key=ck.field("key", it["key"], "[items].key", "item"),
+                      skip=ck.css(it["skip"], "[items].skip") if "skip" in it else None,
+                      detail=ck.link(it["detail"], "[items].detail", "detail") if "detail" in it else None)
+    if stype == "http" and items is None:
+        raise ck.fail("[items]", "an http job needs [items] (select + key) to produce rows")
+    default_source = "item"
+    fields = {name: ck.field(name, spec, f"[fields.{name}]", default_source)
+              for name, spec in ck.typed(raw, "fields", "config", dict, {}).items()}
+    for f in fields.values():
+        if f.source == "detail" and (items is None or items.detail is None):
+            raise ck.fail(f"[fields.{f.name}].from", "'detail' needs [items].detail (the link to follow)")
+        if f.value is not None:
+            object.__setattr__(f, "value", _expand(f.value, variables, f"[fields.{f.name}].value", ck))
+
+    target = ck.table(raw.get("target", {}), "[target]", {"table"})
+    table = ck.typed(target, "table", "[target]", str, "listings")
+    if table not in TABLES:
+        raise ck.fail("[target].table", f"unknown table {table!r} (use {', '.join(TABLES)})")
+    tr = ck.table(raw.get("transform", {}), "[transform]", {"type", "text_fields"})
+    transform = Transform(type=ck.typed(tr, "type", "[transform]", str, "none"),
+                          text_fields=tuple(tr.get("text_fields", ("title", "body"))))
+    if transform.type not in ("none", "stock_mentions"):
+        raise ck.fail("[transform].type", f"unknown transform {transform.type!r} (use none or stock_mentions)")
+
+    settings: dict[str, dict[str, Any]] = {}
+    for section, defaults in _DEFAULTS.items():
+        given = ck.table(raw.get(section, {}), f"[{section}]", set(defaults))
+        merged = {}
+        for key, default in defaults.items():
+            merged[key] = ck.typed(given, key, f"[{section}]", type(default), default)
+        settings[section] = merged
+    run, pol, db = settings["run"], settings["politeness"], settings["database"]
+    if run["engine"] not in ENGINES:
+        raise ck.fail("[run].engine", f"unknown engine {run['engine']!r} (use {', '.join(ENGINES)})")
+    if run["start_method"] not in ("spawn", "forkserver", "fork"):
+        raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
+    for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("politeness", "per_host"),
+                         ("politeness", "retries"), ("politeness", "max_bytes")):
+        if settings[section][key] < 1:
+            raise ck.fail(f"[{section}].{key}", "must be at least 1")
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", db["url"]):
+        raise ck.fail("[database].url", f"unsupported URL {mask_url(db['url'])!r} (use sqlite:///file.db or postgresql://...)")
+    return Config(
+        path=path, job=job, source_type=stype, site=str(variables["site"]), vars=variables, demo=demo,
+        start_urls=start_urls, allowed_domains=tuple(domains), sql=sql,
+        cap=ck.typed(crawl, "cap", "[crawl]", int, 3000), pages=pages, pagination=pagination, items=items,
+        fields=fields, table=table, transform=transform, database_url=db["url"],
+        fetch_threads=run["fetch_threads"], parse_processes=run["parse_processes"] or (os.cpu_count() or 2),
+        batch_size=run["batch_size"], flush_seconds=run["flush_seconds"], engine=run["engine"],
+        max_pages=run["max_pages"], start_method=run["start_method"], per_host=pol["per_host"],
+        delay=pol["delay"], robots=pol["robots"], user_agent=pol["user_agent"],
+        connect_timeout=pol["connect_timeout"], read_timeout=pol["read_timeout"], retries=pol["retries"],
+        backoff=pol["backoff"], max_bytes=pol["max_bytes"], db_retry_seconds=db["retry_seconds"], raw=raw)
+
+
+def mask_url(url: str) -> str:
+    """postgresql://user:secret@host/db → postgresql://user:***@host/db (for logs and run records)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

@@ -1,0 +1,91 @@
+"""Engines and migrations. Every process calls make_engine() itself: engines never cross a fork."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl.config import mask_url
+
+
+class DatabaseError(Exception):
+    """The database cannot be used (unreachable, wrong schema version); str() is one line for the user."""
+
+
+def driver_url(url: str) -> str:
+    """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """A fresh engine for this process. SQLite gets WAL (readers never block the one writer) and a busy
+    timeout; PostgreSQL gets a pre-ping so a restarted server is noticed instead of failing a batch."""
+    url = driver_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def migrations_dir() -> Path:
+    return Path(str(resources.files("etl.migrations")))
+
+
+def _alembic_config(connection=None):
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade(url: str) -> str:
+    """Bring the schema to the code's head revision; refuse a database that is newer than the code."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    engine = make_engine(url)
+    try:
+        try:
+            current = current_revision(engine)
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"cannot connect to {mask_url(url)}: {str(exc.orig or exc).strip().splitlines()[0]}") from None
+        script = ScriptDirectory.from_config(_alembic_config())
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current is not None and current not in known:
+            raise DatabaseError(f"database {mask_url(url)} has schema revision {current}, newer than this "
+                                f"version of etl knows (head {script.get_current_head()}); upgrade etl")
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+        return script.get_current_head()
+    finally:
+        engine.dispose()

@@ -1,0 +1,54 @@
+"""The small dataclasses that travel between the stages — the whole data flow in one screen.
+
+    Request ──fetch (thread)──▶ Page ──parse (process)──▶ Parsed ──writer queue──▶ database rows
+                                                            └─ links: new Requests back to the frontier
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Request:
+    """A URL to fetch, the kind of page it is (a config `kind`) and what we already know about it."""
+
+    url: str
+    kind: str
+    meta: dict[str, Any] = field(default_factory=dict)  # page number, fields carried from a list item…
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class Page:
+    """A fetched response: raw bytes, decoded later in the parse process (never in the fetch thread)."""
+
+    request: Request
+    url: str  # final URL after redirects
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What the parse stage made of one page (or one SQL row range)."""
+
+    request: Request
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    links: list[Request] = field(default_factory=list)
+    skipped: int = 0  # list items dropped by rule (ads, banners, no key)
+    error: str | None = None  # the page could not be used at all; recorded as a failure
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Failure:
+    """One row of the failures table: what could not be done, after every retry."""
+
+    url: str
+    stage: str  # fetch | parse | write
+    error: str
+    status: int | None = None
+    attempts: int = 1

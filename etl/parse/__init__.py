@@ -1,0 +1,1 @@
+"""Parse stage: raw page bytes → typed rows and newly discovered links (runs in worker processes)."""

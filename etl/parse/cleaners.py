@@ -1,0 +1,83 @@
+"""Pure text → value converters used by field specs.
+
+Portals write numbers for people: '520万', '58,101元/平', '89.5平米', '２００５年建'. Every converter takes the
+first number in the text (after NFKC, so full-width digits work), applies a Chinese magnitude written right
+after it (万 ×10⁴, 亿 ×10⁸, 千 ×10³) and returns None when there is no number: a missing field is NULL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+_NUMBER = re.compile(r"(?<![\d.])([-+]?\d[\d,]*(?:\.\d+)?)\s*(亿|万|千)?")
+_MAGNITUDE = {"万": Decimal(10_000), "亿": Decimal(100_000_000), "千": Decimal(1_000)}
+_DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})")
+_NULL_WORDS = frozenset({"", "暂无数据", "暂无", "未知", "-", "--", "n/a", "N/A", "null", "None"})
+
+
+def normalize(text: str) -> str:
+    """NFKC (full-width → ASCII) and collapsed whitespace."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def is_null(text: str | None) -> bool:
+    return text is None or normalize(text) in _NULL_WORDS
+
+
+def to_decimal(text: str | None, scale: Decimal | int | float | str | None = None) -> Decimal | None:
+    """First number in the text, with its 万/亿/千 magnitude and an optional extra scale factor."""
+    if is_null(text):
+        return None
+    m = _NUMBER.search(normalize(str(text)))
+    if not m:
+        return None
+    try:
+        value = Decimal(m.group(1).replace(",", ""))
+    except InvalidOperation:
+        return None
+    if m.group(2):
+        value *= _MAGNITUDE[m.group(2)]
+    if scale is not None:
+        value *= Decimal(str(scale))
+    return value.quantize(Decimal(1)) if value == value.to_integral() else value.normalize()
+
+
+def to_int(text: str | None, scale: Decimal | int | float | str | None = None) -> int | None:
+    value = to_decimal(text, scale)
+    return None if value is None else int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def to_float(text: str | None, scale: Decimal | int | float | str | None = None) -> float | None:
+    value = to_decimal(text, scale)
+    return None if value is None else float(value)
+
+
+def to_date(text: str | None) -> dt.date | None:
+    """'2024-03-05', '2024/3/5', '2024年03月05日', '2024.03.05' → date; anything else → None."""
+    if is_null(text):
+        return None
+    m = _DATE.search(normalize(str(text)))
+    if not m:
+        return None
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+def to_text(text: str | None) -> str | None:
+    if is_null(text):
+        return None
+    return " ".join(str(text).split())
+
+
+CONVERTERS = {
+    "text": lambda text, scale=None: to_text(text),
+    "int": to_int,
+    "float": to_float,
+    "decimal": to_decimal,
+    "date": lambda text, scale=None: to_date(text),
+}

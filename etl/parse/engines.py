@@ -1,0 +1,97 @@
+"""Two interchangeable HTML engines behind one tiny interface.
+
+The extraction code only ever calls ``css``, ``text`` and ``attr``, so the same config gives the same rows
+on selectolax (lexbor, fast C) and on BeautifulSoup (pure Python, forgiving). Text is whitespace-collapsed
+the same way on both, which is what makes their output byte-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+ENGINES = ("selectolax", "bs4")
+DEFAULT_ENGINE = "selectolax"
+
+
+def collapse(text: str) -> str:
+    """Runs of whitespace → one space, trimmed: the one text normal form both engines share."""
+    return " ".join(text.split())
+
+
+class Node(Protocol):
+    def css(self, selector: str) -> list[Node]: ...
+    def css_first(self, selector: str) -> Node | None: ...
+    def text(self) -> str: ...
+    def attr(self, name: str) -> str | None: ...
+    def key(self) -> int: ...
+
+
+class LexborNode:
+    __slots__ = ("_n",)
+
+    def __init__(self, node) -> None:
+        self._n = node
+
+    def css(self, selector: str) -> list[LexborNode]:
+        return [LexborNode(n) for n in self._n.css(selector)]
+
+    def css_first(self, selector: str) -> LexborNode | None:
+        n = self._n.css_first(selector)
+        return None if n is None else LexborNode(n)
+
+    def text(self) -> str:
+        return collapse(self._n.text(deep=True, separator=""))
+
+    def attr(self, name: str) -> str | None:
+        return self._n.attributes.get(name)
+
+    def key(self) -> int:
+        return self._n.mem_id
+
+
+class SoupNode:
+    __slots__ = ("_n",)
+
+    def __init__(self, node) -> None:
+        self._n = node
+
+    def css(self, selector: str) -> list[SoupNode]:
+        return [SoupNode(n) for n in self._n.select(selector)]
+
+    def css_first(self, selector: str) -> SoupNode | None:
+        n = self._n.select_one(selector)
+        return None if n is None else SoupNode(n)
+
+    def text(self) -> str:
+        return collapse(self._n.get_text())
+
+    def attr(self, name: str) -> str | None:
+        value = self._n.get(name)
+        if isinstance(value, list):  # bs4 splits multi-valued attributes such as class
+            return " ".join(value)
+        return value
+
+    def key(self) -> int:
+        return id(self._n)
+
+
+def parse_html(html: str, engine: str = DEFAULT_ENGINE) -> Node:
+    """Parse a decoded document with the named engine and return its root node."""
+    if engine == "selectolax":
+        from selectolax.lexbor import LexborHTMLParser
+
+        tree = LexborHTMLParser(html)
+        root = tree.root
+        if root is None:  # empty document
+            tree = LexborHTMLParser("<html></html>")
+            root = tree.root
+        return LexborNode(root)  # the node keeps its parser (and so the tree) alive
+    if engine == "bs4":
+        from bs4 import BeautifulSoup
+
+        try:
+            soup = BeautifulSoup(html, "lxml")
+        except Exception:  # lxml not installed: fall back to the stdlib parser
+            soup = BeautifulSoup(html, "html.parser")
+        return SoupNode(soup)
+    raise ValueError(f"unknown parse engine {engine!r}; choose one of {', '.join(ENGINES)}")

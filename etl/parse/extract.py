@@ -1,0 +1,225 @@
+"""Config-driven extraction: one page → rows (typed) + links (facets, pagination, detail pages).
+
+An Extractor is built once per worker process (in the pool initializer) and reused for every page.
+Fields of a list item that has a detail page travel as raw strings in the detail Request's meta and are
+typed together with the detail page's fields, so a row is assembled exactly once, whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+from etl.config import Config, FieldSpec, LinkRule
+from etl.items import Page, Parsed, Request
+from etl.parse.charset import DecodeError, decode_html
+from etl.parse.cleaners import CONVERTERS
+from etl.parse.engines import Node, parse_html
+from etl.schema import table_columns
+
+HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
+
+
+def allowed(url: str, domains: tuple[str, ...]) -> bool:
+    """http(s) only, and on one of the allowed hosts or their subdomains."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    host = parts.hostname.lower()
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def absolute(base: str, href: str | None) -> str | None:
+    if not href or href.startswith(("javascript:", "mailto:", "tel:", "data:")):
+        return None
+    return urldefrag(urljoin(base, href.strip()))[0]
+
+
+def _json_path(text: str, path: str) -> str | None:
+    try:
+        value: Any = json.loads(text)
+        for part in path.split("."):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return None if value is None else str(value)
+
+
+class Extractor:
+    def __init__(self, cfg: Config, domains: tuple[str, ...]) -> None:
+        self.cfg = cfg
+        self.domains = domains
+        self.regex = {f.regex: re.compile(f.regex) for f in self._specs() if f.regex}
+        self.link_match = {r.match: re.compile(r.match) for r in self._links() if r.match}
+        columns = table_columns(cfg.table)
+        self.columns = set(columns)
+        self.key_column = {"listings": "listing_id", "stock_mentions": "news_id"}.get(cfg.table, "id")
+        self.detail_kind = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
+
+    def _specs(self) -> list[FieldSpec]:
+        specs = list(self.cfg.fields.values())
+        specs += [r.total for r in self.cfg.pages.values() if r.total]
+        specs += [s for s in (self.cfg.pagination.total_pages, self.cfg.pagination.url) if s]
+        if self.cfg.items:
+            specs.append(self.cfg.items.key)
+        return specs
+
+    def _links(self) -> list[LinkRule]:
+        rules = [link for r in self.cfg.pages.values() for link in r.links]
+        rules += [r.facets for r in self.cfg.pages.values() if r.facets]
+        if self.cfg.items and self.cfg.items.detail:
+            rules.append(self.cfg.items.detail)
+        return rules
+
+    # ---------------------------------------------------------------------------------- values
+    def raw(self, spec: FieldSpec, node: Node) -> str | None:
+        """The field's string before typing: css → text/attr → json → regex. Missing → None."""
+        if spec.source == "config":
+            return spec.value
+        if spec.css:
+            targets = node.css(spec.css) if spec.all else [node.css_first(spec.css)]
+        else:
+            targets = [node]
+        values = []
+        for target in targets:
+            if target is None:
+                continue
+            value = target.attr(spec.attr) if spec.attr else target.text()
+            if value is not None and spec.json:
+                value = _json_path(value, spec.json)
+            if value is not None and spec.regex:
+                m = self.regex[spec.regex].search(value)
+                value = None if m is None else (m.group(1) if m.re.groups else m.group(0))
+            if value is not None:
+                values.append(value)
+        return " ".join(values) if values else None
+
+    @staticmethod
+    def typed(spec: FieldSpec, raw: str | None) -> Any:
+        return CONVERTERS[spec.type](raw, spec.scale) if spec.scale else CONVERTERS[spec.type](raw)
+
+    def links(self, rule: LinkRule, node: Node, base: str, meta: dict | None = None) -> list[Request]:
+        out, seen = [], set()
+        pattern = self.link_match.get(rule.match) if rule.match else None
+        for a in node.css(rule.css):
+            url = absolute(base, a.attr(rule.attr))
+            if url and url not in seen and allowed(url, self.domains) and (pattern is None or pattern.search(url)):
+                seen.add(url)
+                out.append(Request(url, rule.kind, dict(meta or {})))
+        return out
+
+    # ---------------------------------------------------------------------------------- pages
+    def parse(self, page: Page) -> Parsed:
+        result = Parsed(page.request)
+        ctype = page.headers.get("content-type", page.headers.get("Content-Type", ""))
+        if ctype.split(";")[0].strip().lower() not in HTML_TYPES:
+            result.error = f"not an HTML page (Content-Type {ctype.split(';')[0]})"
+            return result
+        try:
+            text, _ = decode_html(page.body, ctype)
+        except DecodeError as exc:
+            result.error = str(exc)
+            return result
+        root = parse_html(text, self.cfg.engine)
+        kind = page.request.kind
+        if kind == self.detail_kind:
+            self._detail(page, root, result)
+        else:
+            self._list(page, root, result)
+        return result
+
+    def _list(self, page: Page, root: Node, result: Parsed) -> None:
+        rule = self.cfg.pages.get(kind := page.request.kind)
+        if rule is None:
+            result.error = f"no [[crawl.pages]] rule for page kind {kind!r}"
+            return
+        number = int(page.request.meta.get("page", 1))
+        for link_rule in rule.links:
+            result.links += self.links(link_rule, root, page.url)
+        if number == 1 and rule.facets:
+            total = self.typed(rule.total, self.raw(rule.total, root)) if rule.total else None
+            if total is None or total > self.cfg.cap:
+                facets = self.links(rule.facets, root, page.url)
+                if facets:
+                    result.links += facets
+                    return  # the narrower filters will list these items completely
+                result.warnings.append(f"{page.url}: {total} results exceed the cap of {self.cfg.cap} "
+                                       "and no narrower facet was found; the list may be incomplete")
+        if rule.paginate:
+            result.links += self._pages(page, root, kind, number)
+        if rule.items or rule.paginate:
+            self._items(page, root, result)
+
+    def _pages(self, page: Page, root: Node, kind: str, number: int) -> list[Request]:
+        pg = self.cfg.pagination
+        out: list[Request] = []
+        if pg.total_pages and number == 1:
+            total = CONVERTERS["int"](self.raw(pg.total_pages, root)) or 1
+            template = self.raw(pg.url, root) if pg.url else pg.template
+            if template:
+                for n in range(2, min(total, pg.max_pages) + 1):
+                    url = absolute(page.url, template.replace("{url}", page.url).replace("{page}", str(n)))
+                    if url and allowed(url, self.domains):
+                        out.append(Request(url, kind, {"page": n}))
+        if pg.next and number < pg.max_pages:
+            out += self.links(LinkRule(pg.next, kind), root, page.url, {"page": number + 1})[:1]
+        if pg.links:
+            out += [r for r in self.links(LinkRule(pg.links, kind), root, page.url, {"page": 2})
+                    if r.url != page.url]
+        return out
+
+    def _items(self, page: Page, root: Node, result: Parsed) -> None:
+        items = self.cfg.items
+        skip = {n.key() for n in root.css(items.skip)} if items.skip else set()
+        item_fields = [f for f in self.cfg.fields.values() if f.source == "item"]
+        for node in root.css(items.select):
+            if node.key() in skip:
+                result.skipped += 1
+                continue
+            key = self.raw(items.key, node) if items.key.source == "item" else None
+            if key is None and items.key.source == "item":
+                result.skipped += 1  # not a listing: no natural key
+                continue
+            raw = {f.name: self.raw(f, node) for f in item_fields}
+            if items.detail:
+                links = self.links(items.detail, node, page.url, {"key": key, "raw": raw})
+                if links:
+                    result.links.append(links[0])
+                else:
+                    result.skipped += 1
+                continue
+            page_raw = {f.name: self.raw(f, root) for f in self.cfg.fields.values() if f.source == "page"}
+            result.rows.append(self.row(key, {**raw, **page_raw}, page.url))
+
+    def _detail(self, page: Page, root: Node, result: Parsed) -> None:
+        meta = page.request.meta
+        key = meta.get("key")
+        if self.cfg.items.key.source == "detail":
+            key = self.raw(self.cfg.items.key, root)
+        if key is None:
+            result.error = "detail page without a key"
+            return
+        raw = dict(meta.get("raw", {}))
+        for f in self.cfg.fields.values():
+            if f.source in ("detail", "page"):
+                raw[f.name] = self.raw(f, root)
+        result.rows.append(self.row(key, raw, page.url))
+
+    def row(self, key: str, raw: dict[str, str | None], url: str) -> dict[str, Any]:
+        """Type every field; known columns go in place, the rest into `extras`."""
+        row: dict[str, Any] = {"source": self.cfg.site, self.key_column: str(key).strip()}
+        extras: dict[str, Any] = {}
+        for name, spec in self.cfg.fields.items():
+            value = self.typed(spec, spec.value if spec.source == "config" else raw.get(name))
+            if name in self.columns:
+                row[name] = value
+            else:
+                extras[name] = value if not hasattr(value, "isoformat") else value.isoformat()
+        if "url" in self.columns and row.get("url") is None:
+            row["url"] = url
+        if "extras" in self.columns:
+            row["extras"] = {k: (str(v) if not isinstance(v, int | float | str | type(None)) else v)
+                             for k, v in extras.items()}
+        return row

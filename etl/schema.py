@@ -1,0 +1,121 @@
+"""Table definitions (SQLAlchemy Core) the code reads and writes.
+
+The database schema itself is created only by the Alembic migrations in migrations/; a test checks that
+the migrated database and these definitions agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(200), nullable=False, index=True),
+    Column("config_digest", String(32), nullable=False),
+    Column("database", Text),  # masked URL: never a password
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed | interrupted
+    Column("pages_ok", Integer, nullable=False, default=0),
+    Column("pages_failed", Integer, nullable=False, default=0),
+    Column("rows_written", BigInteger, nullable=False, default=0),
+    Column("message", Text),
+)
+
+frontier = Table(
+    "frontier", metadata,
+    Column("run_id", Integer, primary_key=True),
+    Column("url", Text, primary_key=True),  # a URL, or sql:<table>:<lo>-<hi> for a row range
+    Column("kind", String(64), nullable=False),
+    Column("meta", Text),  # JSON: page number, raw fields carried to a detail page
+    Column("state", String(8), nullable=False),  # pending | done | failed
+)
+
+failures = Table(
+    "failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("stage", String(16), nullable=False),  # fetch | parse | write
+    Column("status", Integer),  # HTTP status, when there was one
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+listings = Table(
+    "listings", metadata,
+    Column("source", String(64), primary_key=True),
+    Column("listing_id", String(64), primary_key=True),
+    Column("city", String(64)),
+    Column("district", String(64)),
+    Column("subdistrict", String(64)),
+    Column("community", String(200)),
+    Column("title", Text),
+    Column("rooms", Integer),
+    Column("halls", Integer),
+    Column("area_m2", Float),
+    Column("orientation", String(64)),
+    Column("decoration", String(32)),
+    Column("floor_level", String(16)),
+    Column("total_floors", Integer),
+    Column("year_built", Integer),
+    Column("total_price", Numeric(16, 2)),
+    Column("unit_price", Integer),
+    Column("listed_date", Date),
+    Column("url", Text),
+    Column("extras", JSON),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("run_id", Integer, nullable=False),
+)
+
+stocks = Table(
+    "stocks", metadata,
+    Column("code", String(6), primary_key=True),
+    Column("name", String(32), nullable=False),
+    Column("exchange", String(4), nullable=False),
+    Column("listed_date", Date),
+    Column("aliases", Text, nullable=False),  # JSON list
+)
+
+stock_mentions = Table(
+    "stock_mentions", metadata,
+    Column("news_id", String(64), primary_key=True),
+    Column("stock_code", String(6), primary_key=True),
+    Column("stock_name", String(32), nullable=False),
+    Column("news_date", Date),
+    Column("score", Float),
+    Column("mention_count", Integer, nullable=False),
+    Column("run_id", Integer, nullable=False),
+)
+
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "listings": ("source", "listing_id"),
+    "stock_mentions": ("news_id", "stock_code"),
+    "stocks": ("code",),
+}
+# Columns an upsert must not overwrite once a row exists.
+KEEP_ON_UPDATE: dict[str, tuple[str, ...]] = {"listings": ("first_seen",)}
+
+
+def table_columns(name: str) -> list[str]:
+    if name not in metadata.tables:
+        return []
+    return [c.name for c in metadata.tables[name].columns]
