@@ -31,11 +31,12 @@ runs = Table(
     Column("database", Text),  # masked URL: never a password
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    Column("status", String(16), nullable=False),  # running | succeeded | failed | interrupted
+    Column("status", String(16), nullable=False),  # running | succeeded | partial | failed | interrupted
     Column("pages_ok", Integer, nullable=False, default=0),
     Column("pages_failed", Integer, nullable=False, default=0),
     Column("rows_written", BigInteger, nullable=False, default=0),
     Column("message", Text),
+    Column("params", Text),  # JSON: runtime facts a resume needs (e.g. the demo server's base URL)
 )
 
 frontier = Table(

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("pages_failed", sa.Integer, nullable=False, server_default="0"),
         sa.Column("rows_written", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("message", sa.Text),
+        sa.Column("params", sa.Text),
     )
     op.create_index("ix_runs_job", "runs", ["job"])
     op.create_table(

@@ -1,0 +1,173 @@
+"""Command line: `etl run [CONFIG] [--set k=v …] [--db URL]`, `etl db upgrade`, `etl demo …`, `etl stocks …`.
+
+Exit codes: 0 done; 1 done but some pages failed (see the failures table); 2 a config or environment
+problem (nothing was written); 3 the run failed (database or writer gone); 130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+EXIT_OK, EXIT_PARTIAL, EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def resolve_config(name: str | None) -> str:
+    """A path, or the name of a bundled config (demo, news-stocks, news-site)."""
+    name = name or "config/demo.toml"
+    if Path(name).exists():
+        return name
+    stem = Path(name).name.removesuffix(".toml")
+    bundled = resources.files("etl.configs") / f"{stem}.toml"
+    if bundled.is_file():
+        return str(bundled)
+    return name  # let the loader report it missing
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from etl import config as config_mod
+    from etl.db import DatabaseError
+    from etl.pipeline import RunFailed, run_job
+    from etl.progress import Progress
+
+    try:
+        cfg = config_mod.load(resolve_config(args.config), args.set or [], args.db)
+    except config_mod.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    started = time.monotonic()
+    try:
+        state, stats = run_job(cfg, fresh=args.fresh, progress=Progress(enabled=not args.quiet))
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RunFailed as exc:
+        print(f"error: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    elapsed = time.monotonic() - started
+    pages = stats.pages_ok + stats.pages_failed
+    by_status = ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.by_status.items()))
+    interrupted = _interrupted(state)
+    status = "interrupted (run again to resume)" if interrupted else (
+        "succeeded" if stats.pages_failed == 0 else "finished with failed pages (see the failures table)")
+    print(f"run {state.run_id} of {cfg.job}{' (resumed)' if state.resumed else ''}: {status} in {elapsed:,.1f}s\n"
+          f"  pages: {pages:,} ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed) [{by_status}] "
+          f"{pages / elapsed if elapsed else 0:,.0f} pages/s\n"
+          f"  rows written: {stats.rows:,} into {cfg.table}; list items skipped by rule: {stats.skipped:,}\n"
+          f"  database: {config_mod.mask_url(cfg.database_url)}")
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if stats.pages_failed == 0 else EXIT_PARTIAL
+
+
+def _interrupted(state) -> bool:
+    return bool(state.interrupted)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from etl.config import mask_url
+    from etl.db import DatabaseError, upgrade
+
+    url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"
+    try:
+        head = upgrade(url)
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{mask_url(url)} is at schema revision {head}")
+    return EXIT_OK
+
+
+def cmd_demo_serve(args: argparse.Namespace) -> int:
+    from etl.demo.server import serve_forever
+    from etl.demo.site import SiteOptions
+
+    os.environ.setdefault("ETL_DEMO_NEWS", str(args.news))
+    options = SiteOptions(listings=args.listings, seed=args.seed, encoding=args.encoding,
+                          pagination=args.pagination)
+    print(f"demo portal: /{args.city}/ershoufang/ (any city slug works), news: /news/", flush=True)
+    serve_forever(options, args.host, args.port)
+    return EXIT_OK
+
+
+def cmd_seed_news(args: argparse.Namespace) -> int:
+    from etl.config import mask_url
+    from etl.sources.news_seed import seed_news
+
+    url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"
+    started = time.monotonic()
+    n = seed_news(url, args.rows, table=args.table, seed=args.seed)
+    print(f"seeded {n:,} articles into {args.table} at {mask_url(url)} in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def cmd_stocks_refresh(args: argparse.Namespace) -> int:
+    from etl.stocks.refresh import refresh
+
+    try:
+        n = refresh(args.source)
+    except Exception as exc:
+        print(f"error: could not refresh the stock list from {args.source}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"stock list rebuilt from {args.source}: {n:,} rows")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="etl", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a job (default: config/demo.toml on the bundled demo site)")
+    run.add_argument("config", nargs="?", help="config file, or a bundled name: demo, news-stocks, news-site")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a setting, e.g. --set city=sh or --set run.fetch_threads=32")
+    run.add_argument("--db", help="database URL (overrides the config and ETL_DATABASE_URL)")
+    run.add_argument("--fresh", action="store_true", help="start over instead of resuming an unfinished run")
+    run.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
+    run.set_defaults(func=cmd_run)
+
+    dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    up = dbp.add_parser("upgrade", help="apply the Alembic migrations")
+    up.add_argument("--db", help="database URL (default: ETL_DATABASE_URL or sqlite:///etl.db)")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", help="the bundled demo site").add_subparsers(dest="demo_command", required=True)
+    serve = demo.add_parser("serve", help="serve the demo portal for a browser or another tool")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--city", default="bj", help="only used for the printed hint")
+    serve.add_argument("--listings", type=int, default=5000, help="listings per city")
+    serve.add_argument("--encoding", choices=["utf-8", "gbk"], default="utf-8")
+    serve.add_argument("--pagination", choices=["json", "links", "next"], default="json")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--news", type=int, default=2000, help="articles in the news section")
+    serve.set_defaults(func=cmd_demo_serve)
+    seed = demo.add_parser("seed-news", help="fill a news table with synthetic scored articles")
+    seed.add_argument("--rows", type=int, required=True)
+    seed.add_argument("--db", help="database URL (default: ETL_DATABASE_URL or sqlite:///etl.db)")
+    seed.add_argument("--table", default="news")
+    seed.add_argument("--seed", type=int, default=0)
+    seed.set_defaults(func=cmd_seed_news)
+
+    stocks = sub.add_parser("stocks", help="the A-share stock list").add_subparsers(dest="stocks_command",
+                                                                                     required=True)
+    ref = stocks.add_parser("refresh", help="rebuild the bundled stock list from a source")
+    ref.add_argument("--source", choices=["adata", "exchanges"], default="adata")
+    ref.set_defaults(func=cmd_stocks_refresh)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Fetch stage: HTTP on a thread pool, one requests.Session per thread (keep-alive), polite per host.
+
+A fetch never raises: it returns a Page or a FetchFailure saying whether a retry may help. Retries are
+scheduled by the coordinator (so a backing-off URL never holds a thread), redirects are followed by hand
+so every hop is checked against the allowed domains, and bodies are streamed and cut off at max_bytes.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+import urllib.robotparser
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from etl.items import Page, Request
+from etl.parse.extract import allowed
+
+log = logging.getLogger("etl.fetch")
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+
+
+@dataclass(slots=True)
+class FetchFailure:
+    request: Request
+    error: str
+    status: int | None = None
+    retryable: bool = False
+    retry_after: float | None = None  # seconds, from a Retry-After header
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date; both are honoured (capped at 10 minutes)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), 600.0)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return min(max(0.0, when.timestamp() - (now if now is not None else time.time())), 600.0)
+
+
+class HostGate:
+    """At most `per_host` requests in flight per host, and at least `delay` seconds between request starts."""
+
+    def __init__(self, per_host: int, delay: float) -> None:
+        self.per_host, self.delay = per_host, delay
+        self.lock = threading.Lock()
+        self.slots: dict[str, threading.BoundedSemaphore] = {}
+        self.next_start: dict[str, float] = {}
+
+    def enter(self, host: str) -> threading.BoundedSemaphore:
+        with self.lock:
+            slot = self.slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        while not slot.acquire(timeout=5.0):
+            pass  # waits for a free slot; the timeout keeps the wait interruptible
+        if self.delay > 0:
+            with self.lock:
+                start = max(time.monotonic(), self.next_start.get(host, 0.0))
+                self.next_start[host] = start + self.delay
+            pause = start - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        return slot
+
+
+class Fetcher:
+    def __init__(self, *, domains: tuple[str, ...], user_agent: str, per_host: int, delay: float,
+                 connect_timeout: float, read_timeout: float, max_bytes: int, robots: bool,
+                 pool_size: int = 16) -> None:
+        self.domains = domains
+        self.user_agent = user_agent
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_bytes = max_bytes
+        self.gate = HostGate(per_host, delay)
+        self.obey_robots = robots
+        self.pool_size = pool_size
+        self.local = threading.local()
+        self.robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
+        self.robots_lock = threading.Lock()
+
+    def session(self) -> requests.Session:
+        s = getattr(self.local, "session", None)
+        if s is None:
+            s = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
+            s.mount("http://", adapter)
+            s.mount("https://", adapter)
+            s.headers["User-Agent"] = self.user_agent
+            s.headers["Accept-Encoding"] = "gzip, deflate"
+            self.local.session = s
+        return s
+
+    def robots_allows(self, url: str) -> bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        with self.robots_lock:
+            if origin not in self.robots:
+                self.robots[origin] = self._load_robots(origin)
+            parser = self.robots[origin]
+        return parser is None or parser.can_fetch(self.user_agent, url)
+
+    def _load_robots(self, origin: str) -> urllib.robotparser.RobotFileParser | None:
+        try:
+            r = self.session().get(origin + "/robots.txt", timeout=self.timeout)
+        except requests.RequestException as exc:
+            log.warning("robots.txt of %s unreachable (%s): crawling it as allowed", origin, type(exc).__name__)
+            return None
+        if r.status_code >= 400:
+            return None  # no robots.txt: everything is allowed
+        parser = urllib.robotparser.RobotFileParser()
+        parser.parse(r.text.splitlines())
+        return parser
+
+    def fetch(self, request: Request) -> Page | FetchFailure:
+        url = request.url
+        if not allowed(url, self.domains):
+            return FetchFailure(request, "URL outside the allowed domains or not http(s)")
+        if self.obey_robots and not self.robots_allows(url):
+            return FetchFailure(request, "disallowed by robots.txt")
+        seen = {url}
+        for _ in range(MAX_REDIRECTS + 1):
+            host = urlsplit(url).netloc
+            slot = self.gate.enter(host)
+            try:
+                result = self._get(request, url)
+            finally:
+                slot.release()
+            if isinstance(result, str):  # a redirect target
+                if not allowed(result, self.domains):
+                    return FetchFailure(request, f"redirect to a URL outside the allowed domains: {result}")
+                if result in seen:
+                    return FetchFailure(request, f"redirect loop at {result}")
+                seen.add(result)
+                url = result
+                continue
+            return result
+        return FetchFailure(request, f"more than {MAX_REDIRECTS} redirects")
+
+    def _get(self, request: Request, url: str) -> Page | FetchFailure | str:
+        try:
+            with self.session().get(url, timeout=self.timeout, stream=True, allow_redirects=False) as r:
+                if r.status_code in REDIRECTS and r.headers.get("location"):
+                    return urljoin(url, r.headers["location"])
+                if r.status_code in RETRY_STATUS:
+                    return FetchFailure(request, f"HTTP {r.status_code}", r.status_code, True,
+                                        retry_after_seconds(r.headers.get("retry-after")))
+                if r.status_code >= 400:
+                    return FetchFailure(request, f"HTTP {r.status_code}", r.status_code)
+                declared = r.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_bytes:
+                    return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}",
+                                        r.status_code)
+                chunks, size = [], 0
+                for chunk in r.iter_content(65536):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        return FetchFailure(request, f"body exceeds max_bytes={self.max_bytes}", r.status_code)
+                    chunks.append(chunk)
+                return Page(request, url, r.status_code, {k.lower(): v for k, v in r.headers.items()},
+                            b"".join(chunks))
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
+            return FetchFailure(request, f"{type(exc).__name__}: {_first_line(exc)}", None, True)
+        except requests.RequestException as exc:
+            return FetchFailure(request, f"{type(exc).__name__}: {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

@@ -1,0 +1,295 @@
+"""The coordinator: owns the frontier and moves work between the three stages.
+
+    frontier ─▶ fetch (ThreadPoolExecutor) ─▶ parse (ProcessPoolExecutor) ─▶ writer (one Process)
+
+It runs in the main process, never touches the database while the writer runs, and keeps every stage
+bounded: at most `fetch_threads` requests in flight, a few pages per parse process, and a bounded writer
+queue — so memory stays flat whatever the size of the crawl. Detail pages are fetched before more list
+pages, which keeps the in-memory frontier small.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import multiprocessing as mp
+import queue
+import random
+import signal
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+from etl.config import Config
+from etl.fetch import Fetcher, FetchFailure
+from etl.items import Page, Parsed, Request
+from etl.parse import worker
+from etl.progress import Progress
+from etl.runs import RunState, finish_run, open_run
+from etl.write import WriterSettings, writer_main
+
+log = logging.getLogger("etl.pipeline")
+
+
+class RunFailed(Exception):
+    """The run cannot go on (writer gone, database unreachable); str() is the one line for the user."""
+
+
+def _json_default(value):
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+@dataclass
+class Stats:
+    pages_ok: int = 0
+    pages_failed: int = 0
+    rows: int = 0
+    skipped: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Coordinator:
+    def __init__(self, cfg: Config, state: RunState, domains: tuple[str, ...], progress: Progress) -> None:
+        self.cfg, self.state, self.domains, self.progress = cfg, state, domains, progress
+        self.ctx = mp.get_context(cfg.start_method)
+        self.stats = Stats(pages_ok=state.pages_ok, pages_failed=state.pages_failed)
+        self.seen: set[str] = state.seen
+        detail = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
+        self.detail_kind = detail
+        self.pending: list[deque[Request]] = [deque(), deque(), deque()]
+        for req in state.pending:
+            self._queue(req)
+        self.retries: list[tuple[float, int, Request]] = []
+        self.stop_requested = threading.Event()
+        self._seq = 0
+
+    # ------------------------------------------------------------------------------- frontier
+    def _queue(self, req: Request) -> None:
+        if req.kind == self.detail_kind or req.kind == "rows":
+            self.pending[0].append(req)
+        elif req.meta.get("page", 1) > 1:
+            self.pending[1].append(req)
+        else:
+            self.pending[2].append(req)
+
+    def _next(self) -> Request | None:
+        for q in self.pending:
+            if q:
+                return q.popleft() if q is not self.pending[2] else q.pop()
+        return None
+
+    def _has_pending(self) -> bool:
+        return any(self.pending)
+
+    # ------------------------------------------------------------------------------- writer
+    def _start_writer(self) -> None:
+        self.inbox = self.ctx.Queue(maxsize=256)
+        self.outbox = self.ctx.Queue(maxsize=4)
+        settings = WriterSettings(url=self.cfg.database_url, table=self.cfg.table, run_id=self.state.run_id,
+                                  batch_size=self.cfg.batch_size, flush_seconds=self.cfg.flush_seconds,
+                                  retry_seconds=self.cfg.db_retry_seconds, rows_before=self.state.rows_before)
+        self.writer = self.ctx.Process(target=writer_main, args=(settings, self.inbox, self.outbox),
+                                       name="etl-writer", daemon=False)
+        self.writer.start()
+
+    def _send(self, msg: tuple) -> None:
+        while True:
+            try:
+                self.inbox.put(msg, timeout=1.0)
+                return
+            except queue.Full:
+                if not self.writer.is_alive():
+                    raise RunFailed(self._writer_error() or "the writer process died") from None
+
+    def _writer_error(self) -> str | None:
+        try:
+            msg = self.outbox.get(timeout=0.5)
+        except queue.Empty:
+            return None
+        return msg[1] if msg[0] == "error" else None
+
+    def _stop_writer(self, timeout: float = 120.0) -> int:
+        if self.writer.is_alive():
+            self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
+            self._send(("stop",))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.outbox.get(timeout=0.5)
+            except queue.Empty:
+                if not self.writer.is_alive() and self.writer.exitcode is not None:
+                    try:
+                        msg = self.outbox.get(timeout=0.5)
+                    except queue.Empty:
+                        raise RunFailed(f"the writer process died (exit code {self.writer.exitcode})") from None
+                else:
+                    continue
+            self.writer.join(timeout=10)
+            if msg[0] == "error":
+                raise RunFailed(f"database writes failed: {msg[1]}")
+            return msg[1]
+        self.writer.terminate()
+        raise RunFailed("the writer did not finish within its timeout")
+
+    # ------------------------------------------------------------------------------- parse pool
+    def _start_parsers(self) -> None:
+        self.parsers = ProcessPoolExecutor(max_workers=self.cfg.parse_processes, mp_context=self.ctx,
+                                           initializer=worker.init_worker, initargs=(self.cfg, self.domains))
+
+    def _submit_parse(self, item: Page | Request) -> Future:
+        fn = worker.read_rows if isinstance(item, Request) else worker.parse_page
+        try:
+            return self.parsers.submit(fn, item)
+        except BrokenProcessPool:
+            self._restart_parsers()
+            return self.parsers.submit(fn, item)
+
+    def _restart_parsers(self) -> None:
+        log.warning("a parse process died; rebuilding the pool and re-queueing its pages")
+        self.parsers.shutdown(wait=False, cancel_futures=True)
+        self._start_parsers()
+
+    # ------------------------------------------------------------------------------- results
+    def _failed(self, req: Request, stage: str, error: str, status: int | None = None) -> None:
+        self.stats.pages_failed += 1
+        self.stats.by_status[str(status or stage)] = self.stats.by_status.get(str(status or stage), 0) + 1
+        self._send(("fail", req.url, stage, status, error, req.attempt + 1))
+        self._send(("page", req.url, [], [], "failed"))
+
+    def _fetched(self, req: Request, result: Page | FetchFailure) -> Page | None:
+        if isinstance(result, Page):
+            return result
+        if result.retryable and req.attempt + 1 < self.cfg.retries:
+            backoff = self.cfg.backoff * (2 ** req.attempt) * (0.5 + random.random())
+            delay = max(backoff, result.retry_after or 0.0)
+            req.attempt += 1
+            self._seq += 1
+            heapq.heappush(self.retries, (time.monotonic() + delay, self._seq, req))
+            return None
+        self._failed(req, "fetch", result.error, result.status)
+        return None
+
+    def _parsed(self, parsed: Parsed, status: int = 200) -> None:
+        req = parsed.request
+        if parsed.error:
+            self._failed(req, "parse", parsed.error, None)
+            return
+        for warning in parsed.warnings:
+            if warning not in self.stats.warnings:
+                self.stats.warnings.append(warning)
+                log.warning("%s", warning)
+        links = []
+        for link in parsed.links:
+            if link.url not in self.seen:
+                self.seen.add(link.url)
+                self._queue(link)
+                links.append((link.url, link.kind, json.dumps(link.meta, default=_json_default,
+                                                               ensure_ascii=False)))
+        self.stats.pages_ok += 1
+        self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
+        self.stats.rows += len(parsed.rows)
+        self.stats.skipped += parsed.skipped
+        self._send(("page", req.url, parsed.rows, links, "done"))
+
+    # ------------------------------------------------------------------------------- main loop
+    def run(self, fetcher: Fetcher | None) -> Stats:
+        self._start_writer()
+        self._start_parsers()
+        threads = ThreadPoolExecutor(max_workers=self.cfg.fetch_threads, thread_name_prefix="fetch")
+        fetching: dict[Future, Request] = {}
+        parsing: dict[Future, Page | Request] = {}
+        max_parsing = self.cfg.parse_processes * 4
+        limit = self.cfg.max_pages or None
+        started = 0
+        last_counts = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                while self.retries and self.retries[0][0] <= now:
+                    self._queue(heapq.heappop(self.retries)[2])
+                if not self.stop_requested.is_set():
+                    while (len(fetching) < self.cfg.fetch_threads and len(parsing) < max_parsing
+                           and (limit is None or started < limit)):
+                        req = self._next()
+                        if req is None:
+                            break
+                        started += 1
+                        if req.kind == "rows":
+                            parsing[self._submit_parse(req)] = req
+                        else:
+                            fetching[threads.submit(fetcher.fetch, req)] = req
+                idle = not fetching and not parsing
+                if idle and (self.stop_requested.is_set() or not self.retries and (
+                        not self._has_pending() or (limit is not None and started >= limit))):
+                    break
+                done, _ = wait([*fetching, *parsing], timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if fut in fetching:
+                        req = fetching.pop(fut)
+                        page = self._fetched(req, fut.result())
+                        if page is not None:
+                            parsing[self._submit_parse(page)] = page
+                        continue
+                    item = parsing.pop(fut)
+                    try:
+                        parsed = fut.result()
+                    except BrokenProcessPool:
+                        lost = [item, *parsing.values()]
+                        parsing.clear()
+                        self._restart_parsers()
+                        for again in lost:
+                            parsing[self._submit_parse(again)] = again
+                        continue
+                    self._parsed(parsed, item.status if isinstance(item, Page) else 200)
+                if time.monotonic() - last_counts > 2.0:
+                    last_counts = time.monotonic()
+                    self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
+                    if not self.writer.is_alive():
+                        raise RunFailed(self._writer_error() or "the writer process died")
+                self.progress.update(self.stats, len(fetching) + len(parsing))
+        finally:
+            threads.shutdown(wait=False, cancel_futures=True)
+            self.parsers.shutdown(wait=True, cancel_futures=True)
+        self.stats.rows = self._stop_writer()
+        return self.stats
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            if self.stop_requested.is_set():
+                return
+            log.warning("%s received: finishing pages in flight, then stopping (the next run resumes)",
+                        signal.Signals(signum).name)
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) -> tuple[RunState, Stats]:
+    """Run one job to the end (or to a signal). Raises RunFailed for a run that could not finish."""
+    progress = progress or Progress()
+    state, domains, fetcher, cleanup = open_run(cfg, fresh)
+    coordinator = Coordinator(cfg, state, domains, progress)
+    if threading.current_thread() is threading.main_thread():
+        coordinator.install_signal_handlers()
+    status, message = "failed", None
+    try:
+        stats = coordinator.run(fetcher)
+        if coordinator.stop_requested.is_set():
+            status = "interrupted"
+            state.interrupted = True
+        else:
+            status = "succeeded" if stats.pages_failed == 0 else "partial"
+        return state, stats
+    except RunFailed as exc:
+        message = str(exc)
+        raise
+    finally:
+        progress.close()
+        finish_run(cfg, state, status, coordinator.stats, message)
+        cleanup()

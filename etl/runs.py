@@ -1,0 +1,167 @@
+"""Run bookkeeping done by the coordinator while no writer runs: open (or resume) a run, close it.
+
+Resume rule: the newest run of the same job whose status is `running` (the process died) or
+`interrupted` (SIGINT/SIGTERM) is continued — its frontier's pending entries are fetched again — unless
+`--fresh` is given or the config changed meaning (different digest), in which case a new run starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, insert, select, text, update
+
+from etl import db, schema
+from etl.config import Config, mask_url
+from etl.fetch import Fetcher
+from etl.items import Request
+
+log = logging.getLogger("etl.runs")
+
+
+@dataclass
+class RunState:
+    run_id: int
+    resumed: bool = False
+    pending: list[Request] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    pages_ok: int = 0
+    pages_failed: int = 0
+    rows_before: int = 0
+    interrupted: bool = False
+
+
+def _start_demo(cfg: Config):
+    from etl.demo.server import DemoServer
+    from etl.demo.site import SiteOptions
+
+    demo = dict(cfg.demo or {})
+    news = demo.pop("news", None)
+    if news is not None:
+        import os
+
+        os.environ["ETL_DEMO_NEWS"] = str(news)
+    from etl.demo import news as news_site
+
+    apps = ("etl.demo.news:app",) if hasattr(news_site, "app") else ()
+    server = DemoServer(SiteOptions(**demo), extra_apps=apps)
+    return server, server.start()
+
+
+def _sql_ranges(cfg: Config, engine) -> list[Request]:
+    """Chunk boundaries every `chunk_rows` keys (window function: works for any sortable key type)."""
+    src = cfg.sql
+    where = f" WHERE {src.where}" if src.where else ""
+    query = text(f"SELECT k FROM (SELECT {src.key} AS k, ROW_NUMBER() OVER (ORDER BY {src.key}) AS rn "
+                 f"FROM {src.table}{where}) AS numbered WHERE (rn - 1) % :chunk = 0 ORDER BY k")
+    with engine.connect() as conn:
+        bounds = [row[0] for row in conn.execute(query, {"chunk": src.chunk_rows})]
+    return [Request(f"sql:{src.table}:{lo}", "rows", {"lo": lo, "hi": bounds[i + 1] if i + 1 < len(bounds) else None})
+            for i, lo in enumerate(bounds)]
+
+
+def _load_stocks(engine) -> None:
+    from etl.stocks.dictionary import load_stocks
+    from etl.write import upsert_statement
+
+    rows = [{"code": s.code, "name": s.name, "exchange": s.exchange, "listed_date": s.listed_date,
+             "aliases": json.dumps(list(s.aliases), ensure_ascii=False)} for s in load_stocks()]
+    with engine.begin() as conn:
+        conn.execute(upsert_statement(engine, "stocks"), rows)
+
+
+def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], Fetcher | None, Callable[[], None]]:
+    db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
+    server, base_url = (None, None)
+    start_urls = cfg.start_urls
+    if cfg.demo is not None:
+        server, base_url = _start_demo(cfg)
+        start_urls = tuple(u.replace("{base_url}", base_url) for u in start_urls)
+    domains = cfg.allowed_domains or tuple(sorted({urlsplit(u).hostname for u in start_urls if urlsplit(u).hostname}))
+    engine = db.make_engine(cfg.database_url)
+    try:
+        state = _resume_or_create(cfg, engine, fresh, start_urls, base_url)
+        if cfg.transform.type == "stock_mentions":
+            _load_stocks(engine)
+    finally:
+        engine.dispose()
+    fetcher = None
+    if cfg.source_type == "http":
+        fetcher = Fetcher(domains=domains, user_agent=cfg.user_agent, per_host=cfg.per_host, delay=cfg.delay,
+                          connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
+                          max_bytes=cfg.max_bytes, robots=cfg.robots, pool_size=cfg.fetch_threads)
+        if not cfg.robots:
+            log.warning("robots.txt is NOT obeyed for this run ([politeness] robots = false)")
+
+    def cleanup() -> None:
+        if server is not None:
+            server.stop()
+
+    return state, domains, fetcher, cleanup
+
+
+def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: str | None) -> RunState:
+    runs, frontier = schema.runs, schema.frontier
+    now = dt.datetime.now(dt.UTC)
+    params = json.dumps({"base_url": base_url})
+    with engine.begin() as conn:
+        row = conn.execute(select(runs).where(runs.c.job == cfg.job, runs.c.status.in_(("running", "interrupted")))
+                           .order_by(runs.c.id.desc()).limit(1)).first()
+        if row is not None and (fresh or row.config_digest != cfg.digest):
+            reason = "--fresh" if fresh else "the config changed"
+            conn.execute(update(runs).where(runs.c.id == row.id)
+                         .values(status="abandoned", message=f"superseded by a new run ({reason})"))
+            row = None
+        if row is not None:
+            old_base = json.loads(row.params or "{}").get("base_url")
+            if old_base and base_url and old_base != base_url:  # the demo server got a new port
+                conn.execute(text("UPDATE frontier SET url = :new || substr(url, :n) WHERE run_id = :r "
+                                  "AND substr(url, 1, :m) = :old"),
+                             {"new": base_url, "n": len(old_base) + 1, "m": len(old_base), "old": old_base, "r": row.id})
+            conn.execute(update(runs).where(runs.c.id == row.id).values(status="running", params=params))
+            state = RunState(run_id=row.id, resumed=True, pages_ok=row.pages_ok, pages_failed=row.pages_failed,
+                             rows_before=row.rows_written)
+            for url, kind, meta, st in conn.execute(
+                    select(frontier.c.url, frontier.c.kind, frontier.c.meta, frontier.c.state)
+                    .where(frontier.c.run_id == row.id)):
+                state.seen.add(url)
+                if st == "pending":
+                    state.pending.append(Request(url, kind, json.loads(meta) if meta else {}))
+            log.info("resuming run %d of %s: %d pages still to do", row.id, cfg.job, len(state.pending))
+            return state
+        run_id = conn.execute(insert(runs).values(
+            job=cfg.job, config_digest=cfg.digest, database=mask_url(cfg.database_url), started_at=now,
+            status="running", pages_ok=0, pages_failed=0, rows_written=0, params=params)).inserted_primary_key[0]
+        if cfg.source_type == "sql":
+            src_engine = db.make_engine(cfg.sql.url) if cfg.sql.url else engine
+            requests = _sql_ranges(cfg, src_engine)
+        else:
+            first_kind = next(iter(cfg.pages))
+            requests = [Request(u, first_kind, {}) for u in dict.fromkeys(start_urls)]
+        if requests:
+            conn.execute(insert(frontier), [{"run_id": run_id, "url": r.url, "kind": r.kind,
+                                             "meta": json.dumps(r.meta, default=str), "state": "pending"}
+                                            for r in requests])
+        return RunState(run_id=run_id, pending=requests, seen={r.url for r in requests})
+
+
+def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | None) -> None:
+    engine = db.make_engine(cfg.database_url)
+    try:
+        with engine.begin() as conn:
+            values = {"status": status, "pages_ok": stats.pages_ok, "pages_failed": stats.pages_failed,
+                      "message": message, "finished_at": dt.datetime.now(dt.UTC)}
+            if status != "running":
+                total = conn.execute(select(func.coalesce(func.max(schema.runs.c.rows_written), 0))
+                                     .where(schema.runs.c.id == state.run_id)).scalar()
+                values["rows_written"] = max(total or 0, stats.rows)
+            conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
+    except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
+        log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])
+    finally:
+        engine.dispose()

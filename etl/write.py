@@ -1,0 +1,184 @@
+"""The writer: ONE process that owns every write to the database during a run.
+
+It drains a bounded multiprocessing.Queue and commits in batches (flush on size or on time), one
+transaction per batch. A batch holds the rows of finished pages *and* the frontier bookkeeping for those
+pages (new links discovered, pages marked done, failures, run counters), so after a crash the database never
+says a page is done without its rows, nor holds rows of a page it will fetch again without upserting
+them idempotently. The coordinator writes only before the writer starts and after it has exited, so on
+SQLite there is never a second writer waiting on the lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from etl import schema
+from etl.db import make_engine
+
+log = logging.getLogger("etl.write")
+
+# Messages on the writer queue (plain tuples: cheap to pickle):
+#   ("page", url, rows, links, state)   links = [(url, kind, meta_json)], state = "done" | "failed"
+#   ("fail", url, stage, status, error, attempts)
+#   ("counts", pages_ok, pages_failed)
+#   ("stop",)
+
+
+@dataclass
+class WriterSettings:
+    url: str
+    table: str
+    run_id: int
+    batch_size: int = 1000
+    flush_seconds: float = 1.0
+    retry_seconds: float = 60.0
+    rows_before: int = 0  # rows a resumed run had already written
+
+
+@dataclass
+class Batch:
+    rows: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # natural key → row (last wins)
+    links: dict[str, tuple[str, str]] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    counts: tuple[int, int] | None = None
+    rows_in: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.states) + len(self.failures)
+
+
+def upsert_statement(engine: Engine, table_name: str):
+    """INSERT … ON CONFLICT (natural key) DO UPDATE: re-running a job rewrites rows instead of adding them."""
+    table = schema.metadata.tables[table_name]
+    key = schema.NATURAL_KEYS[table_name]
+    keep = schema.KEEP_ON_UPDATE.get(table_name, ())
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key and c.name not in keep}
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+
+
+def link_statement(engine: Engine):
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(schema.frontier).on_conflict_do_nothing(index_elements=["run_id", "url"])
+
+
+class Writer:
+    def __init__(self, settings: WriterSettings) -> None:
+        self.s = settings
+        self.engine = make_engine(settings.url)
+        self.table = schema.metadata.tables[settings.table]
+        self.columns = [c.name for c in self.table.columns]
+        self.key = schema.NATURAL_KEYS[settings.table]
+        self.upsert = upsert_statement(self.engine, settings.table)
+        self.insert_link = link_statement(self.engine)
+        f = schema.frontier
+        self.mark = (update(f).where(and_(f.c.run_id == bindparam("r"), f.c.url == bindparam("u")))
+                     .values(state=bindparam("s")))
+        self.rows_written = settings.rows_before
+        self.batches = 0
+
+    def add(self, batch: Batch, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "page":
+            _, url, rows, links, state = msg
+            for row in rows:
+                full = {c: row.get(c) for c in self.columns}
+                batch.rows[tuple(full[k] for k in self.key)] = full
+            batch.rows_in += len(rows)
+            for link_url, link_kind, meta in links:
+                batch.links.setdefault(link_url, (link_kind, meta))
+            batch.states[url] = state
+        elif kind == "fail":
+            _, url, stage, status, error, attempts = msg
+            batch.failures.append({"run_id": self.s.run_id, "url": url, "stage": stage, "status": status,
+                                   "error": error[:2000], "attempts": attempts,
+                                   "at": dt.datetime.now(dt.UTC)})
+        elif kind == "counts":
+            batch.counts = (msg[1], msg[2])
+
+    def flush(self, batch: Batch) -> None:
+        """Commit one batch in one transaction, retrying through connection loss for retry_seconds."""
+        if not len(batch) and batch.counts is None and not batch.links:
+            return
+        now = dt.datetime.now(dt.UTC)
+        rows = list(batch.rows.values())
+        for row in rows:
+            row["first_seen"] = row["last_seen"] = now
+            row["run_id"] = self.s.run_id
+        deadline = time.monotonic() + self.s.retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    if batch.links:
+                        conn.execute(self.insert_link, [
+                            {"run_id": self.s.run_id, "url": u, "kind": k, "meta": m, "state": "pending"}
+                            for u, (k, m) in batch.links.items()])
+                    if rows:
+                        conn.execute(self.upsert, rows)
+                    if batch.states:
+                        conn.execute(self.mark, [{"r": self.s.run_id, "u": u, "s": s}
+                                                 for u, s in batch.states.items()])
+                    if batch.failures:
+                        conn.execute(schema.failures.insert(), batch.failures)
+                    written = self.rows_written + len(rows)
+                    values: dict[str, Any] = {"rows_written": written}
+                    if batch.counts:
+                        values.update(pages_ok=batch.counts[0], pages_failed=batch.counts[1])
+                    conn.execute(update(schema.runs).where(schema.runs.c.id == self.s.run_id).values(**values))
+                self.rows_written = written
+                self.batches += 1
+                return
+            except (OperationalError, DBAPIError) as exc:
+                if not getattr(exc, "connection_invalidated", False) and not isinstance(exc, OperationalError):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("database unavailable (%s); retrying the batch in %.1fs",
+                            str(exc.orig or exc).strip().splitlines()[0], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                self.engine.dispose()
+
+
+def writer_main(settings: WriterSettings, inbox, outbox) -> None:
+    """Process entry point. Reports ("done", rows_written, batches) or ("error", message) on outbox."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        writer = Writer(settings)
+        batch = Batch()
+        last = time.monotonic()
+        stopping = False
+        while not stopping:
+            try:
+                msg = inbox.get(timeout=max(0.05, settings.flush_seconds / 2))
+            except queue.Empty:
+                msg = None
+            if msg is not None:
+                if msg[0] == "stop":
+                    stopping = True
+                else:
+                    writer.add(batch, msg)
+            if stopping or len(batch) >= settings.batch_size or (
+                    time.monotonic() - last >= settings.flush_seconds and (len(batch) or batch.counts)):
+                writer.flush(batch)
+                batch = Batch()
+                last = time.monotonic()
+        writer.engine.dispose()
+        outbox.put(("done", writer.rows_written, writer.batches))
+    except Exception as exc:  # reported to the coordinator, which ends the run as failed
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        outbox.put(("error", f"{type(exc).__name__}: {detail[0] if detail else ''}"))
+        raise SystemExit(3) from None
