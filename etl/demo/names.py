@@ -250,8 +250,8 @@ class CityModel:
     communities: list[str]
     listings: list[Listing]  # id descending ("newest first")
     ids_asc: array
-    by_district: list[list[int]]
-    by_sub: list[list[int]]
+    by_district: list[array]  # "i" arrays of indices into listings
+    by_sub: list[array]
     slugs: dict[str, tuple[str, int]]
     chrome: tuple[bytes, bytes, bytes]
     fill: list[bytes]
@@ -345,7 +345,7 @@ def build_city(options: SiteOptions, city: str) -> CityModel:
         building = ("板楼", "塔楼", "板塔结合")[int(r() * 3)]
         tf = ri(3, 18) if building == "板楼" else ri(10, 33)
         fr = r()
-        level = None if fr < 0.09 else "高中低"[int(r() * 3)]
+        level = None if fr < 0.09 else ("高", "中", "低")[int(r() * 3)]
         ftext = f"共{tf}层" if fr < 0.06 else f"地下室(共{tf}层)" if level is None else f"{level}楼层(共{tf}层)"
         dec = r()
         listed = ref - offsets[i]
@@ -364,8 +364,8 @@ def build_city(options: SiteOptions, city: str) -> CityModel:
         ))
     ids_asc = array("q", (li.id for li in out))
     out.reverse()
-    by_district: list[list[int]] = [[] for _ in districts]
-    by_sub: list[list[int]] = [[] for _ in subs]
+    by_district = [array("i") for _ in districts]
+    by_sub = [array("i") for _ in subs]
     for idx, li in enumerate(out):
         by_sub[li.sub].append(idx)
         by_district[subs[li.sub][2]].append(idx)

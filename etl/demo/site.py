@@ -9,6 +9,8 @@ items, so complete crawls must walk district -> sub-district facets.
 URLs (all links root-relative): /robots.txt; /{city}/ershoufang/[pg{n}/];
 /{city}/ershoufang/{district_or_subdistrict_slug}/[pg{n}/]; /{city}/ershoufang/{id}.html.
 Page beyond the last -> 200 with an empty list; page > max_pages (or pg0) -> 404.
+Lists are ordered by listing id descending ("newest first").  /private/ and /{city}/private/
+answer 200 but robots.txt disallows them (a compliance trap).  Pages are 40-80 KB.
 
 List page contract (one listing = ``ul.sellListContent > li[data-lj_action_housedel_id]``;
 promos ``li.list_app_daoliu`` and ``li.ad-item`` have no such attribute):
