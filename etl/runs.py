@@ -79,10 +79,18 @@ def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], Fetch
     db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
     server, base_url = (None, None)
     start_urls = cfg.start_urls
-    if cfg.demo is not None:
+    if cfg.demo is not None and cfg.source_type == "http":
         server, base_url = _start_demo(cfg)
         start_urls = tuple(u.replace("{base_url}", base_url) for u in start_urls)
     domains = cfg.allowed_domains or tuple(sorted({urlsplit(u).hostname for u in start_urls if urlsplit(u).hostname}))
+    if cfg.source_type == "sql" and cfg.demo and cfg.demo.get("news"):
+        from etl.sources.news_seed import seed_news, table_exists
+
+        src_url = cfg.sql.url or cfg.database_url
+        if not table_exists(src_url, cfg.sql.table):
+            log.info("no %s table yet: seeding %s synthetic articles ([source] demo.news)", cfg.sql.table,
+                     f"{int(cfg.demo['news']):,}")
+            seed_news(src_url, int(cfg.demo["news"]), table=cfg.sql.table)
     engine = db.make_engine(cfg.database_url)
     try:
         state = _resume_or_create(cfg, engine, fresh, start_urls, base_url)
