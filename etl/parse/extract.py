@@ -57,6 +57,7 @@ class Extractor:
         self.columns = set(columns)
         self.key_column = {"listings": "listing_id", "stock_mentions": "news_id"}.get(cfg.table, "id")
         self.detail_kind = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
+        self.flat = cfg.transform.type != "none"  # a transform gets every field, not the table's columns
 
     def _specs(self) -> list[FieldSpec]:
         specs = list(self.cfg.fields.values())
@@ -213,13 +214,13 @@ class Extractor:
         extras: dict[str, Any] = {}
         for name, spec in self.cfg.fields.items():
             value = self.typed(spec, spec.value if spec.source == "config" else raw.get(name))
-            if name in self.columns:
+            if self.flat or name in self.columns:
                 row[name] = value
             else:
                 extras[name] = value if not hasattr(value, "isoformat") else value.isoformat()
         if "url" in self.columns and row.get("url") is None:
             row["url"] = url
-        if "extras" in self.columns:
+        if "extras" in self.columns and not self.flat:
             row["extras"] = {k: (str(v) if not isinstance(v, int | float | str | type(None)) else v)
                              for k, v in extras.items()}
         return row
