@@ -39,6 +39,13 @@ class RunFailed(Exception):
     """The run cannot go on (writer gone, database unreachable); str() is the one line for the user."""
 
 
+class WriterLost(Exception):
+    """The writer process died without reporting a database error (killed, crashed): restartable."""
+
+
+MAX_WRITER_RESTARTS = 3
+
+
 def _json_default(value):
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
@@ -66,6 +73,7 @@ class Coordinator:
             self._queue(req)
         self.retries: list[tuple[float, int, Request]] = []
         self.stop_requested = threading.Event()
+        self.writer_restarts = 0
         self._seq = 0
 
     # ------------------------------------------------------------------------------- frontier
@@ -99,12 +107,41 @@ class Coordinator:
 
     def _send(self, msg: tuple) -> None:
         while True:
+            if not self.writer.is_alive():
+                self._writer_gone()
             try:
                 self.inbox.put(msg, timeout=1.0)
                 return
             except queue.Full:
-                if not self.writer.is_alive():
-                    raise RunFailed(self._writer_error() or "the writer process died") from None
+                continue
+
+    def _writer_gone(self) -> None:
+        error = self._writer_error()
+        if error:
+            raise RunFailed(f"database writes failed: {error}")
+        raise WriterLost(f"the writer process died (exit code {self.writer.exitcode})")
+
+    def _recover_writer(self, fetching: dict, parsing: dict) -> None:
+        """Lost messages are not lost work: the frontier in the database still says which pages are not
+        done. Let in-flight work finish (its results are dropped), reload the frontier, start a writer."""
+        self.writer_restarts += 1
+        if self.writer_restarts > MAX_WRITER_RESTARTS:
+            raise RunFailed(f"the writer process died {self.writer_restarts} times; giving up")
+        log.warning("writer process lost (exit code %s); restarting it and reloading the frontier",
+                    self.writer.exitcode)
+        wait([*fetching, *parsing], timeout=self.cfg.read_timeout + self.cfg.connect_timeout + 30)
+        fetching.clear()
+        parsing.clear()
+        self.retries.clear()
+        from etl.runs import reload_state
+
+        reload_state(self.cfg, self.state)
+        self.seen = self.state.seen
+        self.stats.pages_ok, self.stats.pages_failed = self.state.pages_ok, self.state.pages_failed
+        self.pending = [deque(), deque(), deque()]
+        for req in self.state.pending:
+            self._queue(req)
+        self._start_writer()
 
     def _writer_error(self) -> str | None:
         try:
@@ -126,7 +163,7 @@ class Coordinator:
                     try:
                         msg = self.outbox.get(timeout=0.5)
                     except queue.Empty:
-                        raise RunFailed(f"the writer process died (exit code {self.writer.exitcode})") from None
+                        raise WriterLost(f"the writer process died (exit code {self.writer.exitcode})") from None
                 else:
                     continue
             self.writer.join(timeout=10)
@@ -196,69 +233,86 @@ class Coordinator:
         self.stats.skipped += parsed.skipped
         self._send(("page", req.url, parsed.rows, links, "done"))
 
+    def _handle(self, done, fetching: dict, parsing: dict) -> None:
+        for fut in done:
+            if fut in fetching:
+                req = fetching.pop(fut)
+                page = self._fetched(req, fut.result())
+                if page is not None:
+                    parsing[self._submit_parse(page)] = page
+                continue
+            if fut not in parsing:
+                continue  # dropped by a parse-pool rebuild earlier in this round
+            item = parsing.pop(fut)
+            try:
+                parsed = fut.result()
+            except BrokenProcessPool:
+                lost = [item, *parsing.values()]
+                parsing.clear()
+                self._restart_parsers()
+                for again in lost:
+                    parsing[self._submit_parse(again)] = again
+                continue
+            self._parsed(parsed, item.status if isinstance(item, Page) else 200)
+
     # ------------------------------------------------------------------------------- main loop
     def run(self, fetcher: Fetcher | None) -> Stats:
         self._start_writer()
         self._start_parsers()
         threads = ThreadPoolExecutor(max_workers=self.cfg.fetch_threads, thread_name_prefix="fetch")
+        try:
+            while True:
+                self._loop(fetcher, threads)
+                try:
+                    self.stats.rows = self._stop_writer()
+                    return self.stats
+                except WriterLost:  # died while flushing the end of the run: recover, finish what is left
+                    self._recover_writer({}, {})
+        finally:
+            threads.shutdown(wait=False, cancel_futures=True)
+            self.parsers.shutdown(wait=True, cancel_futures=True)
+            if self.writer.is_alive():
+                self.writer.join(timeout=5)
+                if self.writer.is_alive():
+                    self.writer.terminate()
+
+    def _loop(self, fetcher: Fetcher | None, threads: ThreadPoolExecutor) -> None:
         fetching: dict[Future, Request] = {}
         parsing: dict[Future, Page | Request] = {}
         max_parsing = self.cfg.parse_processes * 4
         limit = self.cfg.max_pages or None
         started = 0
         last_counts = time.monotonic()
-        try:
-            while True:
-                now = time.monotonic()
-                while self.retries and self.retries[0][0] <= now:
-                    self._queue(heapq.heappop(self.retries)[2])
-                if not self.stop_requested.is_set():
-                    while (len(fetching) < self.cfg.fetch_threads and len(parsing) < max_parsing
-                           and (limit is None or started < limit)):
-                        req = self._next()
-                        if req is None:
-                            break
-                        started += 1
-                        if req.kind == "rows":
-                            parsing[self._submit_parse(req)] = req
-                        else:
-                            fetching[threads.submit(fetcher.fetch, req)] = req
-                idle = not fetching and not parsing
-                if idle and (self.stop_requested.is_set() or not self.retries and (
-                        not self._has_pending() or (limit is not None and started >= limit))):
-                    break
-                done, _ = wait([*fetching, *parsing], timeout=0.2, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    if fut in fetching:
-                        req = fetching.pop(fut)
-                        page = self._fetched(req, fut.result())
-                        if page is not None:
-                            parsing[self._submit_parse(page)] = page
-                        continue
-                    item = parsing.pop(fut)
-                    try:
-                        parsed = fut.result()
-                    except BrokenProcessPool:
-                        lost = [item, *parsing.values()]
-                        parsing.clear()
-                        self._restart_parsers()
-                        for again in lost:
-                            parsing[self._submit_parse(again)] = again
-                        continue
-                    self._parsed(parsed, item.status if isinstance(item, Page) else 200)
+        while True:
+            now = time.monotonic()
+            while self.retries and self.retries[0][0] <= now:
+                self._queue(heapq.heappop(self.retries)[2])
+            if not self.stop_requested.is_set():
+                while (len(fetching) < self.cfg.fetch_threads and len(parsing) < max_parsing
+                       and (limit is None or started < limit)):
+                    req = self._next()
+                    if req is None:
+                        break
+                    started += 1
+                    if req.kind == "rows":
+                        parsing[self._submit_parse(req)] = req
+                    else:
+                        fetching[threads.submit(fetcher.fetch, req)] = req
+            idle = not fetching and not parsing
+            if idle and (self.stop_requested.is_set() or not self.retries and (
+                    not self._has_pending() or (limit is not None and started >= limit))):
+                break
+            done, _ = wait([*fetching, *parsing], timeout=0.2, return_when=FIRST_COMPLETED)
+            try:
+                self._handle(done, fetching, parsing)
                 if time.monotonic() - last_counts > 2.0:
                     last_counts = time.monotonic()
                     self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
-                    if not self.writer.is_alive():
-                        raise RunFailed(self._writer_error() or "the writer process died")
-                self.progress.update(self.stats, len(fetching) + len(parsing))
-        finally:
-            threads.shutdown(wait=False, cancel_futures=True)
-            self.parsers.shutdown(wait=True, cancel_futures=True)
-        self.stats.rows = self._stop_writer()
-        return self.stats
+            except WriterLost:
+                self._recover_writer(fetching, parsing)
+            self.progress.update(self.stats, len(fetching) + len(parsing))
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self) -> dict:
         def handler(signum, _frame):
             if self.stop_requested.is_set():
                 return
@@ -266,8 +320,10 @@ class Coordinator:
                         signal.Signals(signum).name)
             self.stop_requested.set()
 
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        return previous
 
 
 def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) -> tuple[RunState, Stats]:
@@ -275,8 +331,9 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
     progress = progress or Progress()
     state, domains, fetcher, cleanup = open_run(cfg, fresh)
     coordinator = Coordinator(cfg, state, domains, progress)
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        coordinator.install_signal_handlers()
+        previous = coordinator.install_signal_handlers()
     status, message = "failed", None
     try:
         stats = coordinator.run(fetcher)
@@ -293,3 +350,5 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
         progress.close()
         finish_run(cfg, state, status, coordinator.stats, message)
         cleanup()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -132,14 +132,8 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
                                   "AND substr(url, 1, :m) = :old"),
                              {"new": base_url, "n": len(old_base) + 1, "m": len(old_base), "old": old_base, "r": row.id})
             conn.execute(update(runs).where(runs.c.id == row.id).values(status="running", params=params))
-            state = RunState(run_id=row.id, resumed=True, pages_ok=row.pages_ok, pages_failed=row.pages_failed,
-                             rows_before=row.rows_written)
-            for url, kind, meta, st in conn.execute(
-                    select(frontier.c.url, frontier.c.kind, frontier.c.meta, frontier.c.state)
-                    .where(frontier.c.run_id == row.id)):
-                state.seen.add(url)
-                if st == "pending":
-                    state.pending.append(Request(url, kind, json.loads(meta) if meta else {}))
+            state = RunState(run_id=row.id, resumed=True, rows_before=row.rows_written)
+            load_frontier(conn, state)
             log.info("resuming run %d of %s: %d pages still to do", row.id, cfg.job, len(state.pending))
             return state
         run_id = conn.execute(insert(runs).values(
@@ -156,6 +150,33 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
                                              "meta": json.dumps(r.meta, default=str), "state": "pending"}
                                             for r in requests])
         return RunState(run_id=run_id, pending=requests, seen={r.url for r in requests})
+
+
+def load_frontier(conn, state: RunState) -> None:
+    """Fill state from the database: every URL seen, the pending ones, and page counts by outcome."""
+    frontier = schema.frontier
+    state.seen, state.pending, state.pages_ok, state.pages_failed = set(), [], 0, 0
+    for url, kind, meta, st in conn.execute(select(frontier.c.url, frontier.c.kind, frontier.c.meta, frontier.c.state)
+                                            .where(frontier.c.run_id == state.run_id)):
+        state.seen.add(url)
+        if st == "pending":
+            state.pending.append(Request(url, kind, json.loads(meta) if meta else {}))
+        elif st == "done":
+            state.pages_ok += 1
+        else:
+            state.pages_failed += 1
+
+
+def reload_state(cfg: Config, state: RunState) -> None:
+    """After losing the writer: the database is the truth about what was committed."""
+    engine = db.make_engine(cfg.database_url)
+    try:
+        with engine.connect() as conn:
+            load_frontier(conn, state)
+            state.rows_before = conn.execute(select(schema.runs.c.rows_written)
+                                             .where(schema.runs.c.id == state.run_id)).scalar() or 0
+    finally:
+        engine.dispose()
 
 
 def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | None) -> None:

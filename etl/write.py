@@ -11,7 +11,6 @@ SQLite there is never a second writer waiting on the lock.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import queue
 import time
@@ -58,6 +57,18 @@ class Batch:
         return len(self.rows) + len(self.states) + len(self.failures)
 
 
+def strip_nul(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL (U+0000): it is stored as U+FFFD, the replacement character.
+    SQLite stores NUL verbatim. Everything else (quotes, SQL fragments) is always stored verbatim."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(v) for v in value]
+    return value
+
+
 def upsert_statement(engine: Engine, table_name: str):
     """INSERT … ON CONFLICT (natural key) DO UPDATE: re-running a job rewrites rows instead of adding them."""
     table = schema.metadata.tables[table_name]
@@ -87,6 +98,7 @@ class Writer:
         self.mark = (update(f).where(and_(f.c.run_id == bindparam("r"), f.c.url == bindparam("u")))
                      .values(state=bindparam("s")))
         self.rows_written = settings.rows_before
+        self.postgres = self.engine.dialect.name == "postgresql"
         self.batches = 0
 
     def add(self, batch: Batch, msg: tuple) -> None:
@@ -95,6 +107,8 @@ class Writer:
             _, url, rows, links, state = msg
             for row in rows:
                 full = {c: row.get(c) for c in self.columns}
+                if self.postgres:
+                    full = {c: strip_nul(v) for c, v in full.items()}
                 batch.rows[tuple(full[k] for k in self.key)] = full
             batch.rows_in += len(rows)
             for link_url, link_kind, meta in links:
@@ -127,7 +141,13 @@ class Writer:
                             {"run_id": self.s.run_id, "url": u, "kind": k, "meta": m, "state": "pending"}
                             for u, (k, m) in batch.links.items()])
                     if rows:
-                        conn.execute(self.upsert, rows)
+                        try:
+                            with conn.begin_nested():
+                                conn.execute(self.upsert, rows)
+                        except DBAPIError as exc:
+                            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                                raise
+                            rows = self._row_by_row(conn, rows, batch)
                     if batch.states:
                         conn.execute(self.mark, [{"r": self.s.run_id, "u": u, "s": s}
                                                  for u, s in batch.states.items()])
@@ -141,7 +161,7 @@ class Writer:
                 self.rows_written = written
                 self.batches += 1
                 return
-            except (OperationalError, DBAPIError) as exc:
+            except DBAPIError as exc:
                 if not getattr(exc, "connection_invalidated", False) and not isinstance(exc, OperationalError):
                     raise
                 if time.monotonic() + delay > deadline:
@@ -151,6 +171,27 @@ class Writer:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 self.engine.dispose()
+
+
+    def _row_by_row(self, conn, rows: list[dict[str, Any]], batch: Batch) -> list[dict[str, Any]]:
+        """A batch the database refused (a value too long, say): write what it accepts, one savepoint per
+        row, and record each refused row as a failure instead of losing the batch or the run."""
+        good = []
+        for row in rows:
+            try:
+                with conn.begin_nested():
+                    conn.execute(self.upsert, [row])
+                good.append(row)
+            except DBAPIError as exc:
+                if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                    raise
+                where = row.get("url") or ":".join(str(row[k]) for k in self.key)
+                error = str(exc.orig or exc).strip().splitlines()[0][:500]
+                batch.failures.append({"run_id": self.s.run_id, "url": str(where), "stage": "write",
+                                       "status": None, "error": error, "attempts": 1,
+                                       "at": dt.datetime.now(dt.UTC)})
+                log.warning("row %s refused by the database: %s", where, error)
+        return good
 
 
 def writer_main(settings: WriterSettings, inbox, outbox) -> None:

@@ -194,7 +194,40 @@ def test_news_app(monkeypatch) -> None:
     status, _, body = app("/news/7.html")
     page = body.decode()
     assert status == 200
-    for marker in ('<h1 class="article-title">', 'class="date" data-date="', '<div class="article-body"><p>', 'class="score" data-score="'):
+    for marker in (
+        '<h1 class="article-title">',
+        'class="date" data-date="',
+        '<div class="article-body"><p>',
+        'class="score" data-score="',
+    ):
         assert marker in page
     assert app("/news/46.html")[0] == 404
     assert app("/other/") is None
+
+
+# ---------------------------------------------------------------- refresh (adata source)
+WHEEL = Path("/tmp/adata/adata-2.9.5-py3-none-any.whl")
+
+
+def test_rows_from_adata_csv() -> None:
+    from etl.stocks.refresh import rows_from_adata_csv
+
+    text = "stock_code,short_name,list_date2\n000002,万  科Ａ,1991-01-29\n600519,贵州茅台,\n833874,泰祥股份,20200727\n"
+    assert rows_from_adata_csv(text) == [
+        ("000002", "万  科Ａ", "SZ", "1991-01-29"),
+        ("600519", "贵州茅台", "SH", ""),
+        ("833874", "泰祥股份", "BJ", "2020-07-27"),
+    ]
+
+
+@pytest.mark.skipif(
+    not WHEEL.exists(), reason="adata wheel not downloaded (pip download adata --no-deps -d /tmp/adata)"
+)
+def test_refresh_from_wheel_reproduces_shipped_csv(tmp_path) -> None:
+    from etl.stocks.dictionary import DEFAULT_CSV
+    from etl.stocks.refresh import refresh_from_wheel
+
+    out = tmp_path / "a_shares.csv"
+    assert refresh_from_wheel(WHEEL, out) == len(load_stocks())
+    assert out.read_text(encoding="utf-8") == DEFAULT_CSV.read_text(encoding="utf-8")
+    assert "adata 2.9.5" in (tmp_path / "PROVENANCE.md").read_text(encoding="utf-8")

@@ -56,16 +56,24 @@ def test_set_size_and_pitfall_coverage(labeled: list[dict]) -> None:
             codes_of[a] = s.code
     counts = {
         "common word used as a word": sum(
-            any(w in r["text"] and codes_of.get(w) not in r["codes"] for w in COMMON_WORD_NAMES) for r in labeled
+            any(w in r["text"] and codes_of.get(w) not in r["codes"] for w in COMMON_WORD_NAMES)
+            for r in labeled
         ),
         "common-word name that is a mention": sum(
             any(codes_of.get(w) in r["codes"] for w in COMMON_WORD_NAMES if w in r["text"]) for r in labeled
         ),
         "long digit run": sum(bool(re.search(r"\d{7,}", r["text"])) for r in labeled),
-        "index code": sum(bool(re.search(r"上证指数|000001\.SH|SH000001|沪深300|中证500|科创50", r["text"])) for r in labeled),
-        "exchange-qualified code": sum(bool(re.search(r"\d{6}\.(SH|SZ|SS|BJ)|(sh|sz|SH|SZ)\d{6}", r["text"])) for r in labeled),
+        "index code": sum(
+            bool(re.search(r"上证指数|000001\.SH|SH000001|沪深300|中证500|科创50", r["text"]))
+            for r in labeled
+        ),
+        "exchange-qualified code": sum(
+            bool(re.search(r"\d{6}\.(SH|SZ|SS|BJ)|(sh|sz|SH|SZ)\d{6}", r["text"])) for r in labeled
+        ),
         "ST prefix": sum("ST" in r["text"] or "ＳＴ" in r["text"] for r in labeled),
-        "full-width or spaced name": sum(bool(re.search(r"[Ａ-Ｚ]|[\u4e00-\u9fff] +[\u4e00-\u9fff]", r["text"])) for r in labeled),
+        "full-width or spaced name": sum(
+            bool(re.search(r"[Ａ-Ｚ]|[\u4e00-\u9fff] +[\u4e00-\u9fff]", r["text"])) for r in labeled
+        ),
     }
     print("\npitfall coverage:", counts)
     assert all(v >= 15 for v in counts.values()), counts

@@ -104,8 +104,21 @@ _AMBIG_TPL = (  # evidence-bearing forms for common-word names ({N} name, {c} co
     "{N}股价{t}大幅波动，公司提示投资者注意风险。",
     "{N}发布公告，拟投资{a}亿元建设新项目。",
 )
-_HEADLINES = ("：一季度净利润同比大增", "发布回购计划", "获机构密集调研", "股价创年内新高", "：拟定增募资扩产", "遭遇资金大幅流出")
-_PLAIN_TITLES = ("A股收评：三大指数集体收涨", "北向资金连续净买入", "政策暖风频吹，市场信心修复", "午评：两市震荡分化", "机构：下半年行情值得期待")
+_HEADLINES = (
+    "：一季度净利润同比大增",
+    "发布回购计划",
+    "获机构密集调研",
+    "股价创年内新高",
+    "：拟定增募资扩产",
+    "遭遇资金大幅流出",
+)
+_PLAIN_TITLES = (
+    "A股收评：三大指数集体收涨",
+    "北向资金连续净买入",
+    "政策暖风频吹，市场信心修复",
+    "午评：两市震荡分化",
+    "机构：下半年行情值得期待",
+)
 _COMMON_WORD_USES = (
     "工业机器人需求旺盛，服务机器人市场规模持续扩大。",
     "受天气影响，部分地区农产品价格出现季节性上涨。",
@@ -159,8 +172,12 @@ def _pools() -> _Pools:
     stocks = [
         s
         for s in load_stocks()
-        if s.aliases and s.aliases[0] == canonical(s.name) and not is_b_share(s.code)
-        and not s.name.startswith(("退市", "PT")) and "(" not in s.name and s.listed_date
+        if s.aliases
+        and s.aliases[0] == canonical(s.name)
+        and not is_b_share(s.code)
+        and not s.name.startswith(("退市", "PT"))
+        and "(" not in s.name
+        and s.listed_date
     ]
     by_alias = {a: s for s in stocks for a in s.aliases}
     ambiguous = [s for s in stocks if s.aliases[0] in COMMON_WORD_NAMES]
