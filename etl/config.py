@@ -265,7 +265,8 @@ def apply_override(raw: dict[str, Any], assignment: str, path: str) -> None:
     value = parse_value(text.strip())
     parts = key.split(".")
     if len(parts) == 1 and key not in raw:
-        owners = [name for name, section in raw.items() if isinstance(section, dict) and key in section]
+        owners = [name for name, section in raw.items()
+                  if isinstance(section, dict) and key in section and not isinstance(section[key], dict | list)]
         if not owners:
             owners = [name for name in ("source", "run", "politeness", "database")
                       if key in _DEFAULTS.get(name, {})]
