@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import queue
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from etl import schema
 from etl.db import make_engine
 
 log = logging.getLogger("etl.write")
+_SLOW_BATCH = float(os.environ.get("ETL_TEST_SLOW_BATCH", "0") or 0)
 
 # Messages on the writer queue (plain tuples: cheap to pickle):
 #   ("page", url, rows, links, state)   links = [(url, kind, meta_json)], state = "done" | "failed"
@@ -153,6 +155,8 @@ class Writer:
                                                  for u, s in batch.states.items()])
                     if batch.failures:
                         conn.execute(schema.failures.insert(), batch.failures)
+                    if _SLOW_BATCH:  # test hook: widen the window in which a crash hits an open transaction
+                        time.sleep(_SLOW_BATCH)
                     written = self.rows_written + len(rows)
                     values: dict[str, Any] = {"rows_written": written}
                     if batch.counts:

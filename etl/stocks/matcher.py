@@ -131,7 +131,14 @@ def normalize(text: str) -> str:
 class StockMatcher:
     """Aho-Corasick over all aliases + one code regex; see the module rules."""
 
-    def __init__(self, stocks: Sequence[Stock], engine: str = "pyahocorasick") -> None:
+    def __init__(self, stocks: Sequence[Stock], engine: str = "auto") -> None:
+        if engine == "auto":  # both are dependencies; ahocorasick_rs measured ~20% faster (bench/bench_stocks.py)
+            try:
+                import ahocorasick_rs  # noqa: F401
+
+                engine = "ahocorasick_rs"
+            except ImportError:
+                engine = "pyahocorasick"
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
         self.engine = engine
