@@ -116,6 +116,8 @@ class Coordinator:
                 continue
 
     def _writer_gone(self) -> None:
+        # Messages still buffered for a dead reader must not block this process's exit.
+        self.inbox.cancel_join_thread()
         error = self._writer_error()
         if error:
             raise RunFailed(f"database writes failed: {error}")
@@ -168,6 +170,7 @@ class Coordinator:
                     continue
             self.writer.join(timeout=10)
             if msg[0] == "error":
+                self.inbox.cancel_join_thread()
                 raise RunFailed(f"database writes failed: {msg[1]}")
             return msg[1]
         self.writer.terminate()

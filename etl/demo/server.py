@@ -38,6 +38,7 @@ def make_server(options: SiteOptions, host: str, port: int, extra_apps: tuple[st
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
         server_version = "etl-demo/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design

@@ -1,0 +1,170 @@
+"""The database misbehaving: connections killed mid-run, a database that stays away, wrong schema
+versions, an unreachable server, and scraped text that is hostile to SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from etl import db
+from etl.write import Batch, Writer, WriterSettings
+from tests.test_e2e_listings import assert_matches_truth, table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def etl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "etl.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def admin(url: str):
+    return create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+
+
+@pytest.mark.postgres
+def test_writer_survives_killed_connections(pg_url: str) -> None:
+    name = pg_url.rsplit("/", 1)[1]
+    stop = threading.Event()
+    kills = []
+
+    def killer() -> None:
+        engine = admin(pg_url)
+        time.sleep(4)
+        while not stop.is_set():
+            with engine.connect() as conn:
+                n = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                      "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": name}).scalar()
+            kills.append(n)
+            time.sleep(2.5)
+        engine.dispose()
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        result = etl("run", str(ROOT / "config/demo.toml"), "--db", pg_url, "--quiet")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert sum(kills) > 0, "the test never killed a connection"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_matches_truth(pg_url)
+
+
+@pytest.mark.postgres
+def test_database_gone_for_good_fails_the_run_with_one_message(pg_url: str) -> None:
+    name = pg_url.rsplit("/", 1)[1]
+    db.upgrade(pg_url)
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", pg_url,
+                             "--quiet", "--set", "database.retry_seconds=3"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    engine = admin(pg_url)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if table(pg_url, "SELECT count(*) AS n FROM listings")[0]["n"] > 0:
+                break
+            time.sleep(0.2)
+        with engine.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                         {"d": name})
+        out, err = proc.communicate(timeout=120)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        engine.dispose()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, out + err
+    last = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(last) == 1 and "run failed" in last[0], err
+
+
+def test_unreachable_database_is_exit_2_and_one_line(tmp_path: Path) -> None:
+    result = etl("run", str(ROOT / "config/demo.toml"), "--db", "postgresql://nobody:secret@127.0.0.1:1/x")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot connect" in errors[0]
+    assert "secret" not in result.stderr + result.stdout  # passwords are masked
+
+
+def test_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    result = etl("run", str(ROOT / "config/demo.toml"), "--db", url)
+    assert result.returncode == 2
+    assert "newer than this version of etl" in result.stderr
+    assert table(url, "SELECT count(*) AS n FROM runs")[0]["n"] == 0  # nothing written
+
+
+def test_db_upgrade_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'y.db'}"
+    result = etl("db", "upgrade", "--db", url)
+    assert result.returncode == 0 and db.head_revision() in result.stdout
+    assert db.current_revision(db.make_engine(url)) == db.head_revision()
+
+
+HOSTILE = ["O'Brien \"quoted\"", "'; DROP TABLE listings; --", "nul\x00byte", "back\\slash", "日本語 ＦＵＬＬ"]
+
+
+def _write_hostile(url: str) -> list[dict]:
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO runs (id, job, config_digest, started_at, status, pages_ok, pages_failed, "
+                          "rows_written) VALUES (1, 'j', 'd', :t, 'running', 0, 0, 0)"), {"t": dt.datetime.now(dt.UTC)})
+    engine.dispose()
+    writer = Writer(WriterSettings(url=url, table="listings", run_id=1))
+    batch = Batch()
+    rows = [{"source": "t", "listing_id": str(i), "title": s, "community": s, "extras": {"note": s}}
+            for i, s in enumerate(HOSTILE)]
+    writer.add(batch, ("page", "http://x/1", rows, [], "done"))
+    writer.flush(batch)
+    writer.engine.dispose()
+    return table(url, "SELECT listing_id, title, community, extras FROM listings ORDER BY listing_id")
+
+
+def test_hostile_text_stored_verbatim_sqlite(sqlite_url: str) -> None:
+    got = _write_hostile(sqlite_url)
+    assert [r["title"] for r in got] == HOSTILE
+
+
+@pytest.mark.postgres
+def test_hostile_text_postgres_nul_rule(pg_url: str) -> None:
+    got = _write_hostile(pg_url)
+    expected = [s.replace("\x00", "\ufffd") for s in HOSTILE]  # documented: NUL → U+FFFD on PostgreSQL
+    assert [r["title"] for r in got] == expected
+    assert [r["extras"]["note"] for r in got] == expected
+
+
+@pytest.mark.postgres
+def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str) -> None:
+    db.upgrade(pg_url)
+    engine = db.make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO runs (id, job, config_digest, started_at, status, pages_ok, pages_failed, "
+                          "rows_written) VALUES (1, 'j', 'd', now(), 'running', 0, 0, 0)"))
+    engine.dispose()
+    writer = Writer(WriterSettings(url=pg_url, table="listings", run_id=1))
+    batch = Batch()
+    rows = [{"source": "t", "listing_id": "ok1", "title": "fine"},
+            {"source": "t", "listing_id": "bad", "floor_level": "x" * 500},  # longer than the column allows
+            {"source": "t", "listing_id": "ok2", "title": "fine too"}]
+    writer.add(batch, ("page", "http://x/1", rows, [], "done"))
+    writer.flush(batch)
+    writer.engine.dispose()
+    assert [r["listing_id"] for r in table(pg_url, "SELECT listing_id FROM listings ORDER BY 1")] == ["ok1", "ok2"]
+    failures = table(pg_url, "SELECT stage, error FROM failures")
+    assert len(failures) == 1 and failures[0]["stage"] == "write" and "too long" in failures[0]["error"]
