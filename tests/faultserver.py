@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import re
 import http.client
 import logging
 import socket
@@ -71,6 +72,7 @@ class Faults:
     max_faults_per_url: int = 2   # transient faults per key, then it is always served
     seed: int = 0
     exempt: tuple[str, ...] = ("/robots.txt",)  # path prefixes never faulted (so a crawl can start)
+    permanent_only: str | None = None  # regex: only matching keys can fail permanently (e.g. detail pages)
 
     def __post_init__(self) -> None:
         for name in RATES:
@@ -235,6 +237,8 @@ class FaultProxy:
 
     def _permanent_kind(self, key: str) -> str | None:
         f = self.faults
+        if f.permanent_only and not re.search(f.permanent_only, key):
+            return None
         if self._exempt(key) or f.permanent <= 0 or _unit(f.seed, "permanent", key) >= f.permanent:
             return None
         return "redirect_loop" if _unit(f.seed, "loop", key) < f.redirect_loop else "permanent_500"
