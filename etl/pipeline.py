@@ -74,6 +74,8 @@ class Coordinator:
         self.retries: list[tuple[float, int, Request]] = []
         self.stop_requested = threading.Event()
         self.writer_restarts = 0
+        self.quarantine: deque[Page | Request] = deque()  # pages in flight when a parse process died
+        self.solo: Future | None = None
         self._seq = 0
 
     # ------------------------------------------------------------------------------- frontier
@@ -135,6 +137,8 @@ class Coordinator:
         fetching.clear()
         parsing.clear()
         self.retries.clear()
+        self.quarantine.clear()
+        self.solo = None
         from etl.runs import reload_state
 
         reload_state(self.cfg, self.state)
@@ -242,7 +246,10 @@ class Coordinator:
                 req = fetching.pop(fut)
                 page = self._fetched(req, fut.result())
                 if page is not None:
-                    parsing[self._submit_parse(page)] = page
+                    if self.quarantine or self.solo:
+                        self.quarantine.append(page)  # wait until the suspects are cleared
+                    else:
+                        parsing[self._submit_parse(page)] = page
                 continue
             if fut not in parsing:
                 continue  # dropped by a parse-pool rebuild earlier in this round
@@ -250,12 +257,20 @@ class Coordinator:
             try:
                 parsed = fut.result()
             except BrokenProcessPool:
-                lost = [item, *parsing.values()]
+                # Whichever page killed the pool, it is among those in flight. Parse them again one at a
+                # time: a page that kills a pool it has to itself is the culprit and becomes a failure.
+                solo = fut is self.solo
+                lost = [] if solo else [item, *parsing.values()]
                 parsing.clear()
+                self.solo = None
                 self._restart_parsers()
-                for again in lost:
-                    parsing[self._submit_parse(again)] = again
+                if solo:
+                    req = item.request if isinstance(item, Page) else item
+                    self._failed(req, "parse", "the parse process died while parsing this page (alone)")
+                self.quarantine.extendleft(reversed(lost))
                 continue
+            if fut is self.solo:
+                self.solo = None
             self._parsed(parsed, item.status if isinstance(item, Page) else 200)
 
     # ------------------------------------------------------------------------------- main loop
@@ -290,18 +305,24 @@ class Coordinator:
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
                 self._queue(heapq.heappop(self.retries)[2])
+            if self.quarantine and not parsing:
+                item = self.quarantine.popleft()
+                self.solo = self._submit_parse(item)
+                parsing[self.solo] = item
             if not self.stop_requested.is_set():
-                while (len(fetching) < self.cfg.fetch_threads and len(parsing) < max_parsing
+                while (len(fetching) < self.cfg.fetch_threads and len(parsing) + len(self.quarantine) < max_parsing
                        and (limit is None or started < limit)):
                     req = self._next()
                     if req is None:
                         break
                     started += 1
-                    if req.kind == "rows":
+                    if req.kind == "rows" and (self.quarantine or self.solo):
+                        self.quarantine.append(req)
+                    elif req.kind == "rows":
                         parsing[self._submit_parse(req)] = req
                     else:
                         fetching[threads.submit(fetcher.fetch, req)] = req
-            idle = not fetching and not parsing
+            idle = not fetching and not parsing and not self.quarantine
             if idle and (self.stop_requested.is_set() or not self.retries and (
                     not self._has_pending() or (limit is not None and started >= limit))):
                 break

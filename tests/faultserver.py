@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-import re
 import http.client
 import logging
+import re
 import socket
 import struct
 import threading

@@ -105,3 +105,30 @@ def test_sigterm_stops_in_bounded_time_and_resumes(tmp_path: Path) -> None:
     assert 0 < written < LISTINGS
     assert "(resumed)" in finish(db)
     check_complete(db)
+
+
+def test_parse_process_death_is_survived(tmp_path: Path) -> None:
+    """A parse worker dies once mid-run (like a segfault): the pool is rebuilt, its pages re-queued."""
+    db = tmp_path / "etl.db"
+    proc = start(db, env={"ETL_TEST_PARSE_CRASH": f"once:{tmp_path / 'crashed'}"})
+    out, _ = proc.communicate(timeout=300)
+    assert (tmp_path / "crashed").exists()
+    assert proc.returncode == 0, out
+    check_complete(db)
+
+
+def test_page_that_always_kills_its_parser_becomes_a_failure(tmp_path: Path) -> None:
+    db = tmp_path / "etl.db"
+    victim = table_truth_url(0)
+    proc = start(db, env={"ETL_TEST_PARSE_CRASH": f"url:{victim}"})
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out  # finished, with one failed page
+    failures = table(f"sqlite:///{db}", "SELECT url, stage, error FROM failures")
+    assert len(failures) == 1 and failures[0]["url"].endswith(victim) and failures[0]["stage"] == "parse"
+    assert count(db) == LISTINGS - 1
+
+
+def table_truth_url(i: int) -> str:
+    from etl.demo.site import DemoSite, SiteOptions
+
+    return DemoSite(SiteOptions(listings=LISTINGS, encoding="gbk")).truth("bj")[i]["url"]

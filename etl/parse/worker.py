@@ -7,6 +7,7 @@ SIGINT so that Ctrl-C reaches only the coordinator, which stops the run in order
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
@@ -33,7 +34,21 @@ def init_worker(cfg: Config, domains: tuple[str, ...]) -> None:
         _state["names"] = {s.code: s.name for s in stocks}
 
 
+def _test_crash(url: str) -> None:
+    """Test hook (ETL_TEST_PARSE_CRASH): die like a segfaulting parser would — once, or on one URL."""
+    spec = os.environ.get("ETL_TEST_PARSE_CRASH")
+    if not spec:
+        return
+    mode, _, arg = spec.partition(":")
+    if mode == "url" and arg in url:
+        os._exit(139)
+    if mode == "once" and not os.path.exists(arg):
+        open(arg, "w").close()
+        os._exit(139)
+
+
 def parse_page(page: Page) -> Parsed:
+    _test_crash(page.request.url)
     try:
         result = _state["extractor"].parse(page)
         if _state["cfg"].transform.type == "stock_mentions" and result.rows:
