@@ -38,6 +38,7 @@ class FieldSpec:
     value: str | None = None  # a constant, e.g. "{city}"
     source: str = "item"  # item | detail | page | config
     all: bool = False  # join every match with a space instead of taking the first
+    required: bool = False  # missing or unreadable → no row and a failure, instead of NULL
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ class _Checker:
     def field(self, name: str, data: Any, where: str, default_source: str) -> FieldSpec:
         if isinstance(data, str):
             data = {"css": data}
-        d = self.table(data, where, {"css", "attr", "json", "regex", "type", "scale", "value", "from", "all"})
+        d = self.table(data, where, {"css", "attr", "json", "regex", "type", "scale", "value", "from", "all",
+                                           "required"})
         ftype = self.typed(d, "type", where, str, "text")
         if ftype not in CONVERTERS:
             raise self.fail(f"{where}.type", f"unknown type {ftype!r} (use {', '.join(CONVERTERS)})")
@@ -225,7 +227,8 @@ class _Checker:
                          regex=self.regex(self.typed(d, "regex", where, str), f"{where}.regex"),
                          type=ftype, scale=None if scale is None else str(scale),
                          value=None if d.get("value") is None else str(d["value"]), source=source,
-                         all=bool(self.typed(d, "all", where, bool, False)))
+                         all=bool(self.typed(d, "all", where, bool, False)),
+                         required=bool(self.typed(d, "required", where, bool, False)))
 
     def link(self, data: Any, where: str, default_kind: str | None = None) -> LinkRule:
         if isinstance(data, str):

@@ -40,6 +40,7 @@ class Parsed:
     links: list[Request] = field(default_factory=list)
     skipped: int = 0  # list items dropped by rule (ads, banners, no key)
     error: str | None = None  # the page could not be used at all; recorded as a failure
+    item_errors: list[str] = field(default_factory=list)  # list items dropped for a required field
     warnings: list[str] = field(default_factory=list)
 
 

@@ -227,6 +227,8 @@ class Coordinator:
             if warning not in self.stats.warnings:
                 self.stats.warnings.append(warning)
                 log.warning("%s", warning)
+        for error in parsed.item_errors:  # the page is done; these items of it gave no row
+            self._send(("fail", req.url, "parse", None, error, 1))
         links = []
         for link in parsed.links:
             if link.url not in self.seen:

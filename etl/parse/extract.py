@@ -22,6 +22,10 @@ from etl.schema import table_columns
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 
 
+class FieldError(ValueError):
+    """A required field is missing or unreadable: the item gives no row, and a failure says why."""
+
+
 def allowed(url: str, domains: tuple[str, ...]) -> bool:
     """http(s) only, and on one of the allowed hosts or their subdomains."""
     parts = urlsplit(url)
@@ -192,7 +196,10 @@ class Extractor:
                     result.skipped += 1
                 continue
             page_raw = {f.name: self.raw(f, root) for f in self.cfg.fields.values() if f.source == "page"}
-            result.rows.append(self.row(key, {**raw, **page_raw}, page.url))
+            try:
+                result.rows.append(self.row(key, {**raw, **page_raw}, page.url))
+            except FieldError as exc:
+                result.item_errors.append(f"item {key}: {exc}")
 
     def _detail(self, page: Page, root: Node, result: Parsed) -> None:
         meta = page.request.meta
@@ -206,14 +213,21 @@ class Extractor:
         for f in self.cfg.fields.values():
             if f.source in ("detail", "page"):
                 raw[f.name] = self.raw(f, root)
-        result.rows.append(self.row(key, raw, page.url))
+        try:
+            result.rows.append(self.row(key, raw, page.url))
+        except FieldError as exc:
+            result.error = f"item {key}: {exc}"
 
     def row(self, key: str, raw: dict[str, str | None], url: str) -> dict[str, Any]:
         """Type every field; known columns go in place, the rest into `extras`."""
         row: dict[str, Any] = {"source": self.cfg.site, self.key_column: str(key).strip()}
         extras: dict[str, Any] = {}
         for name, spec in self.cfg.fields.items():
-            value = self.typed(spec, spec.value if spec.source == "config" else raw.get(name))
+            text = spec.value if spec.source == "config" else raw.get(name)
+            value = self.typed(spec, text)
+            if value is None and spec.required:
+                raise FieldError(f"required field {name!r} is missing" if text is None else
+                                 f"required field {name!r} unreadable as {spec.type}: {text[:80]!r}")
             if self.flat or name in self.columns:
                 row[name] = value
             else:
