@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +157,9 @@ _TOP = {"job", "source", "crawl", "items", "fields", "target", "transform", "run
 
 
 class _Checker:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, engine: str = "selectolax") -> None:
         self.path = path
+        self.engine = engine  # selectors are checked by the engine that will run them
 
     def fail(self, where: str, msg: str) -> ConfigError:
         return ConfigError(f"{self.path}: {where}: {msg}")
@@ -197,11 +199,16 @@ class _Checker:
     def css(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, "expected a non-empty CSS selector")
-        from selectolax.lexbor import LexborHTMLParser
-
         try:
-            LexborHTMLParser("<p></p>").css(value)
-        except Exception as exc:  # selectolax raises on selectors it cannot compile
+            if self.engine == "bs4":
+                import soupsieve
+
+                soupsieve.compile(value)
+            else:
+                from selectolax.lexbor import LexborHTMLParser
+
+                LexborHTMLParser("<p></p>").css(value)
+        except Exception as exc:  # both raise on selectors they cannot compile
             raise self.fail(where, f"invalid CSS selector {value!r}: {exc}") from None
         return value
 
@@ -217,8 +224,13 @@ class _Checker:
         if source not in ("item", "detail", "page", "config"):
             raise self.fail(f"{where}.from", f"unknown source {source!r} (use item, detail, page or config)")
         scale = d.get("scale")
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float | str)):
-            raise self.fail(f"{where}.scale", "expected a number")
+        if scale is not None:
+            try:
+                if isinstance(scale, bool):
+                    raise ValueError
+                Decimal(str(scale))
+            except (ValueError, InvalidOperation):
+                raise self.fail(f"{where}.scale", f"expected a number, got {scale!r}") from None
         css = self.css(d["css"], f"{where}.css") if "css" in d else None
         if source != "config" and css is None and "attr" not in d and "regex" not in d and "json" not in d:
             raise self.fail(where, "needs a 'css' selector (or 'attr'/'regex' on the item itself, or 'value')")
@@ -296,16 +308,19 @@ def load(path: str | Path, overrides: list[str] = (), database_url: str | None =
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    env_db = os.environ.get("ETL_DATABASE_URL")
+    if env_db:
+        raw.setdefault("database", {})["url"] = env_db
     for assignment in overrides:
         apply_override(raw, assignment, path)
-    env_db = os.environ.get("ETL_DATABASE_URL")
-    if env_db or database_url:
-        raw.setdefault("database", {})["url"] = database_url or env_db
+    if database_url:
+        raw.setdefault("database", {})["url"] = database_url
     return build(raw, path)
 
 
 def build(raw: dict[str, Any], path: str) -> Config:
-    ck = _Checker(path)
+    run_section = raw.get("run") if isinstance(raw.get("run"), dict) else {}
+    ck = _Checker(path, str(run_section.get("engine", "selectolax")))
     ck.table(raw, "config", _TOP, {"job", "source"})
     job = ck.typed(raw, "job", "config", str)
     if not re.fullmatch(r"[\w.-]+", job):
@@ -390,6 +405,13 @@ def build(raw: dict[str, Any], path: str) -> Config:
                       key=ck.field("key", it["key"], "[items].key", "item"),
                       skip=ck.css(it["skip"], "[items].skip") if "skip" in it else None,
                       detail=ck.link(it["detail"], "[items].detail", "detail") if "detail" in it else None)
+    known_kinds = set(pages) | ({items.detail.kind} if items and items.detail else set())
+    for rule in pages.values():
+        for link in [*rule.links, *([rule.facets] if rule.facets else [])]:
+            if link.kind not in known_kinds:
+                raise ck.fail(f"[[crawl.pages]] kind={rule.kind!r} links/facets",
+                              f"leads to kind {link.kind!r}, which has no [[crawl.pages]] rule "
+                              f"(known: {', '.join(sorted(known_kinds))})")
     if stype == "http" and items is None:
         raise ck.fail("[items]", "an http job needs [items] (select + key) to produce rows")
     default_source = "item"
@@ -423,6 +445,8 @@ def build(raw: dict[str, Any], path: str) -> Config:
         raise ck.fail("[run].engine", f"unknown engine {run['engine']!r} (use {', '.join(ENGINES)})")
     if run["start_method"] not in ("spawn", "forkserver", "fork"):
         raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
+    if run["parse_processes"] < 0:
+        raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
     for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("politeness", "per_host"),
                          ("politeness", "retries"), ("politeness", "max_bytes")):
         if settings[section][key] < 1:
@@ -444,4 +468,4 @@ def build(raw: dict[str, Any], path: str) -> Config:
 
 def mask_url(url: str) -> str:
     """postgresql://user:secret@host/db → postgresql://user:***@host/db (for logs and run records)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -7,11 +7,11 @@ so every hop is checked against the allowed domains, and bodies are streamed and
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import logging
 import threading
 import time
-import urllib.robotparser
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -20,6 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from etl.items import Page, Request
 from etl.parse.extract import allowed
+from etl.robots import Robots
 
 log = logging.getLogger("etl.fetch")
 
@@ -50,6 +51,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are always GMT
+        when = when.replace(tzinfo=dt.UTC)
     return min(max(0.0, when.timestamp() - (now if now is not None else time.time())), 600.0)
 
 
@@ -89,7 +92,7 @@ class Fetcher:
         self.obey_robots = robots
         self.pool_size = pool_size
         self.local = threading.local()
-        self.robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
+        self.robots: dict[str, Robots] = {}
         self.robots_lock = threading.Lock()
 
     def session(self) -> requests.Session:
@@ -104,35 +107,44 @@ class Fetcher:
             self.local.session = s
         return s
 
-    def robots_allows(self, url: str) -> bool:
+    def robots_allows(self, url: str) -> bool | str:
+        """True/False, or a reason string when robots.txt cannot be read right now (retryable, RFC 9309:
+        a server error on robots.txt means 'disallow everything for now', not 'allow')."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         with self.robots_lock:
-            if origin not in self.robots:
-                self.robots[origin] = self._load_robots(origin)
-            parser = self.robots[origin]
-        return parser is None or parser.can_fetch(self.user_agent, url)
+            parser = self.robots.get(origin)
+        if parser is None:
+            loaded = self._load_robots(origin)
+            if isinstance(loaded, str):
+                return loaded
+            with self.robots_lock:
+                parser = self.robots.setdefault(origin, loaded)
+        return parser.allows(url)
 
-    def _load_robots(self, origin: str) -> urllib.robotparser.RobotFileParser | None:
+    def _load_robots(self, origin: str) -> Robots | str:
         try:
             r = self.session().get(origin + "/robots.txt", timeout=self.timeout)
         except requests.RequestException as exc:
-            log.warning("robots.txt of %s unreachable (%s): crawling it as allowed", origin, type(exc).__name__)
-            return None
+            return f"robots.txt unreachable ({type(exc).__name__})"
+        if r.status_code >= 500 or r.status_code == 429:
+            return f"robots.txt answered HTTP {r.status_code}"
         if r.status_code >= 400:
-            return None  # no robots.txt: everything is allowed
-        parser = urllib.robotparser.RobotFileParser()
-        parser.parse(r.text.splitlines())
-        return parser
+            return Robots()  # no robots.txt: everything is allowed
+        return Robots.parse(r.content.decode("utf-8", "replace"), self.user_agent)
 
     def fetch(self, request: Request) -> Page | FetchFailure:
         url = request.url
         if not allowed(url, self.domains):
             return FetchFailure(request, "URL outside the allowed domains or not http(s)")
-        if self.obey_robots and not self.robots_allows(url):
-            return FetchFailure(request, "disallowed by robots.txt")
         seen = {url}
         for _ in range(MAX_REDIRECTS + 1):
+            if self.obey_robots:  # every hop, redirects included
+                verdict = self.robots_allows(url)
+                if isinstance(verdict, str):
+                    return FetchFailure(request, verdict, None, True)
+                if not verdict:
+                    return FetchFailure(request, f"disallowed by robots.txt: {url}")
             host = urlsplit(url).netloc
             slot = self.gate.enter(host)
             try:

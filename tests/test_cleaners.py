@@ -88,15 +88,11 @@ def test_to_float(text, want):
     assert type(got) is float and got == want
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: to_decimal raises decimal.InvalidOperation on numbers of more than "
-                                       "28 digits (quantize exceeds the context precision) instead of returning")
 def test_to_decimal_very_long_number_does_not_raise():
     text = "编号" + "1" * 30
     assert to_decimal(text) in (None, Decimal("1" * 30))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the typographic minus sign U+2212 is not a sign for _NUMBER, so "
-                                       "'−5' silently becomes +5 (NFKC does not map U+2212 to '-')")
 def test_to_decimal_unicode_minus_sign_keeps_the_sign():
     assert to_decimal("\u22125") == Decimal(-5)
 

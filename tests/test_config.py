@@ -192,22 +192,16 @@ def test_errors_in_overridden_values_name_the_key(tmp_path):
     assert "[run].fetch_threads" in msg and "'many'" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a non-numeric string scale (scale = \"ten\") passes validation; every "
-                                       "page then fails with decimal.InvalidOperation in to_decimal")
 def test_non_numeric_scale_string_is_rejected(tmp_path):
     msg = config_error(minimal(tmp_path, 'area = { css = "a", type = "float", scale = "ten" }\n'))
     assert "[fields.area].scale" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: [run].parse_processes < 0 is accepted (only 0 means 'cpu count'); the "
-                                       "process pool then raises ValueError at run time instead of a ConfigError")
 def test_negative_parse_processes_is_rejected(tmp_path):
     msg = config_error(minimal(tmp_path, "\n[run]\nparse_processes = -2\n"))
     assert "[run].parse_processes" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: link rules may name a page kind with no [[crawl.pages]] rule (a typo); "
-                                       "it is accepted and every such page later fails with 'no [[crawl.pages]] rule'")
 def test_link_to_unknown_page_kind_is_rejected(tmp_path):
     path = minimal(tmp_path, replace=('kind = "list"\nitems = true',
                                       'kind = "list"\nitems = true\nlinks = [{ css = "a.more", kind = "lsit" }]'))
@@ -332,9 +326,6 @@ def test_bad_env_database_url_is_a_config_error(monkeypatch):
     assert "[database].url" in msg and "secret" not in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: load() applies --set overrides before ETL_DATABASE_URL, so the env var "
-                                       "beats `--set database.url=…` although the documented precedence is file < "
-                                       "env < CLI (--db, --set)")
 def test_set_database_url_beats_env(monkeypatch):
     monkeypatch.setenv("ETL_DATABASE_URL", "sqlite:////tmp/from-env.db")
     assert load(DEMO, ["database.url=sqlite:////tmp/from-set.db"]).database_url == "sqlite:////tmp/from-set.db"
@@ -352,8 +343,6 @@ def test_mask_url(url, masked):
     assert mask_url(url) == masked
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: mask_url's pattern needs a non-empty user name, so "
-                                       "'postgresql://:secret@host/db' (empty user, password 'secret') is shown as is")
 def test_mask_url_with_empty_user_name():
     assert "secret" not in mask_url("postgresql://:secret@host/db")
 

@@ -192,7 +192,9 @@ def test_links_pagination_override_gives_numbered_page_links(engine):
     # window on page 1: 1 2 3 … 14, plus 下一页 → pg2 (the current page's own pg1/ link is a different URL;
     # duplicates within one page's links are harmless, the coordinator dedupes)
     assert set(pages) == {f"{START}pg{n}/" for n in (1, 2, 3, 14)}
-    assert all(link.meta == {"page": 2} for link in parsed.links if link.kind == "city")
+    # the page number is the link's own number (at least 2: page 1 is the facet page itself)
+    assert {link.url: link.meta["page"] for link in parsed.links if link.kind == "city"} == {
+        f"{START}pg{n}/": max(n, 2) for n in (1, 2, 3, 14)}
     # without the override only the "next" link is followed
     plain = demo_extractor(engine).parse(render(site(options), Request(START, "city")))
     assert [link.url for link in plain.links if link.kind == "city"] == [f"{START}pg2/"]
@@ -218,12 +220,7 @@ def test_max_pages_limits_pagination(engine):
     assert [link for link in third.links if link.kind == "city"] == []
 
 
-@pytest.mark.parametrize("pagination", [
-    "json", "next",
-    pytest.param("links", marks=pytest.mark.xfail(
-        strict=True, reason="BUG: crawl.pagination.max_pages is not enforced for `links` pagination: _pages gives "
-                            "every numbered link meta page=2, so pages beyond max_pages are followed")),
-])
+@pytest.mark.parametrize("pagination", ["json", "next", "links"])
 def test_max_pages_bounds_the_crawl(engine, pagination):
     options = SiteOptions(**SMALL, pagination=pagination)
     result = crawl(engine, options, overrides_for(pagination, ("crawl.pagination.max_pages=3",)))
@@ -713,19 +710,12 @@ def test_text_is_whitespace_collapsed_identically(engine):
     assert visible_text(engine, html) == "a b cd e f"
 
 
-@pytest.mark.parametrize("engine_", [
-    pytest.param("selectolax", marks=pytest.mark.xfail(
-        strict=True, reason="BUG: LexborNode.text() includes <script>/<style> contents, SoupNode.text() (bs4) "
-                            "does not, so a field whose node holds an inline script differs between engines")),
-    "bs4",
-])
+@pytest.mark.parametrize("engine_", ["selectolax", "bs4"])
 def test_text_excludes_script_and_style_on_both_engines(engine_):
     html = '<div class="x">523<script>var p = 1;</script><style>.a{}</style>万</div>'
     assert visible_text(engine_, html) == "523万"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty or blank key attribute (data-id=\"\" / \"  \") is not treated "
-                                       "as 'no key': the item becomes a row whose listing_id is ''")
 def test_blank_key_is_skipped(engine, unit_cfg_path):
     body = ('<html><body><ul class="items"><li data-id="">a</li><li data-id="  ">b</li>'
             '<li data-id="3">c</li></ul></body></html>')

@@ -142,8 +142,6 @@ def test_retry_after_date_does_not_depend_on_local_timezone_for_gmt(shanghai_tz)
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:30 GMT", now=NOW) == 30.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the asctime HTTP-date form (RFC 9110 §5.6.7, always GMT) parses to a "
-                                       "naive datetime whose .timestamp() uses the local timezone")
 def test_retry_after_asctime_date_is_gmt(shanghai_tz):
     assert retry_after_seconds("Wed Oct 21 07:28:30 2015", now=NOW) == 30.0
 
@@ -287,8 +285,6 @@ def test_robots_for_our_user_agent(mock):
     assert isinstance(result, FetchFailure) and "robots" in result.error
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: urllib.robotparser ignores '*' wildcards (RFC 9309 §2.2.3), so the "
-                                       "demo site's 'Disallow: /*/private/' does not block /bj/private/")
 def test_robots_wildcard_disallow_is_honoured(mock):
     mock.add(responses.GET, f"{BASE}/robots.txt", body=ROBOTS)
     mock.add(responses.GET, f"{BASE}/bj/private/", body=b"secret")
@@ -296,8 +292,6 @@ def test_robots_wildcard_disallow_is_honoured(mock):
     assert isinstance(result, FetchFailure) and "robots" in result.error
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: robots.txt is only checked for the first URL; a redirect hop to a "
-                                       "disallowed path on the same host is fetched")
 def test_redirect_to_robots_disallowed_path_is_not_fetched(mock):
     mock.add(responses.GET, f"{BASE}/robots.txt", body=ROBOTS)
     mock.add(responses.GET, f"{BASE}/go", status=302, headers={"Location": "/private/a"})

@@ -12,15 +12,15 @@ import re
 import unicodedata
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-_NUMBER = re.compile(r"(?<![\d.])([-+]?\d[\d,]*(?:\.\d+)?)\s*(亿|万|千)?")
+_NUMBER = re.compile(r"(?<![\d.])([-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*(亿|万|千)?")
 _MAGNITUDE = {"万": Decimal(10_000), "亿": Decimal(100_000_000), "千": Decimal(1_000)}
 _DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})")
 _NULL_WORDS = frozenset({"", "暂无数据", "暂无", "未知", "-", "--", "n/a", "N/A", "null", "None"})
 
 
 def normalize(text: str) -> str:
-    """NFKC (full-width → ASCII) and collapsed whitespace."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
+    """NFKC (full-width → ASCII), the typographic minus as '-', and collapsed whitespace."""
+    return " ".join(unicodedata.normalize("NFKC", text).replace("\u2212", "-").split())
 
 
 def is_null(text: str | None) -> bool:
@@ -42,7 +42,10 @@ def to_decimal(text: str | None, scale: Decimal | int | float | str | None = Non
         value *= _MAGNITUDE[m.group(2)]
     if scale is not None:
         value *= Decimal(str(scale))
-    return value.quantize(Decimal(1)) if value == value.to_integral() else value.normalize()
+    try:
+        return value.quantize(Decimal(1)) if value == value.to_integral() else value.normalize()
+    except InvalidOperation:  # more digits than a Decimal context holds: not a quantity we can store
+        return None
 
 
 def to_int(text: str | None, scale: Decimal | int | float | str | None = None) -> int | None:

@@ -26,6 +26,21 @@ class Node(Protocol):
     def key(self) -> int: ...
 
 
+_RAW_TEXT = frozenset({"script", "style", "template"})
+
+
+def _visible_text(node) -> list[str]:
+    parts: list[str] = []
+    child = node.child
+    while child is not None:
+        if child.tag == "-text":
+            parts.append(child.text_content or "")
+        elif child.tag not in _RAW_TEXT and child.tag != "-comment":
+            parts.extend(_visible_text(child))
+        child = child.next
+    return parts
+
+
 class LexborNode:
     __slots__ = ("_n",)
 
@@ -40,10 +55,17 @@ class LexborNode:
         return None if n is None else LexborNode(n)
 
     def text(self) -> str:
-        return collapse(self._n.text(deep=True, separator=""))
+        node = self._n
+        if node.tag in _RAW_TEXT or node.css_first("script, style, template") is None:
+            return collapse(node.text(deep=True, separator=""))
+        return collapse("".join(_visible_text(node)))  # like bs4: inline scripts/styles are not text
 
     def attr(self, name: str) -> str | None:
-        return self._n.attributes.get(name)
+        attributes = self._n.attributes
+        value = attributes.get(name)
+        if value is None and name in attributes:  # <input disabled>: present, empty (as bs4 says)
+            return ""
+        return value
 
     def key(self) -> int:
         return self._n.mem_id
@@ -89,9 +111,10 @@ def parse_html(html: str, engine: str = DEFAULT_ENGINE) -> Node:
     if engine == "bs4":
         from bs4 import BeautifulSoup
 
+        # multi_valued_attributes=None: class="a  b" stays the page's string, as selectolax gives it
         try:
-            soup = BeautifulSoup(html, "lxml")
+            soup = BeautifulSoup(html, "lxml", multi_valued_attributes=None)
         except Exception:  # lxml not installed: fall back to the stdlib parser
-            soup = BeautifulSoup(html, "html.parser")
+            soup = BeautifulSoup(html, "html.parser", multi_valued_attributes=None)
         return SoupNode(soup)
     raise ValueError(f"unknown parse engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -150,8 +150,9 @@ class Extractor:
                 if facets:
                     result.links += facets
                     return  # the narrower filters will list these items completely
-                result.warnings.append(f"{page.url}: {total} results exceed the cap of {self.cfg.cap} "
-                                       "and no narrower facet was found; the list may be incomplete")
+                count = "an unknown number of" if total is None else f"{total}"
+                result.warnings.append(f"{page.url}: {count} results exceed the cap of {self.cfg.cap} and no narrower "
+                                       "facet was found; the list may be incomplete")
         if rule.paginate:
             result.links += self._pages(page, root, kind, number)
         if rule.items or rule.paginate:
@@ -170,9 +171,15 @@ class Extractor:
                         out.append(Request(url, kind, {"page": n}))
         if pg.next and number < pg.max_pages:
             out += self.links(LinkRule(pg.next, kind), root, page.url, {"page": number + 1})[:1]
-        if pg.links:
-            out += [r for r in self.links(LinkRule(pg.links, kind), root, page.url, {"page": 2})
-                    if r.url != page.url]
+        if pg.links:  # numbered links: the number is the link's text ("上一页"/"下一页" → this page ± 1)
+            for a in root.css(pg.links):
+                url = absolute(page.url, a.attr("href"))
+                if not url or url == page.url or not allowed(url, self.domains):
+                    continue
+                label = a.text()
+                n = int(label) if label.isdigit() else number + 1
+                if n <= pg.max_pages:
+                    out.append(Request(url, kind, {"page": max(n, 2)}))
         return out
 
     def _items(self, page: Page, root: Node, result: Parsed) -> None:
@@ -184,7 +191,8 @@ class Extractor:
                 result.skipped += 1
                 continue
             key = self.raw(items.key, node) if items.key.source == "item" else None
-            if key is None and items.key.source == "item":
+            key = key.strip() if key else None
+            if not key and items.key.source == "item":
                 result.skipped += 1  # not a listing: no natural key
                 continue
             raw = {f.name: self.raw(f, node) for f in item_fields}
