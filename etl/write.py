@@ -11,6 +11,8 @@ SQLite there is never a second writer waiting on the lock.
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import logging
 import os
 import queue
@@ -59,6 +61,39 @@ class Batch:
         return len(self.rows) + len(self.states) + len(self.failures)
 
 
+COPY_THRESHOLD = 50  # below this, a plain multi-row INSERT is as fast and simpler
+
+
+try:  # errors raised by the raw driver cursor used for COPY (not wrapped by SQLAlchemy)
+    from psycopg2 import Error as DriverError
+    from psycopg2 import InterfaceError as _DriverInterfaceError
+    from psycopg2 import OperationalError as _DriverOperationalError
+except ImportError:  # pragma: no cover - psycopg2 is a dependency
+    class DriverError(Exception):  # type: ignore[no-redef]
+        pass
+
+    _DriverInterfaceError = _DriverOperationalError = DriverError
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """Connection trouble (retry the batch later) as opposed to data the database refuses."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+    return isinstance(exc, _DriverOperationalError | _DriverInterfaceError)
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, dt.date):
+        value = value.isoformat()
+    else:
+        value = str(value)
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def strip_nul(value: Any) -> Any:
     """PostgreSQL text cannot hold NUL (U+0000): it is stored as U+FFFD, the replacement character.
     SQLite stores NUL verbatim. Everything else (quotes, SQL fragments) is always stored verbatim."""
@@ -101,6 +136,9 @@ class Writer:
                      .values(state=bindparam("s")))
         self.rows_written = settings.rows_before
         self.postgres = self.engine.dialect.name == "postgresql"
+        keep = schema.KEEP_ON_UPDATE.get(settings.table, ())
+        self.update_set = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns
+                                    if c not in self.key and c not in keep)
         self.batches = 0
 
     def add(self, batch: Batch, msg: tuple) -> None:
@@ -145,9 +183,12 @@ class Writer:
                     if rows:
                         try:
                             with conn.begin_nested():
-                                conn.execute(self.upsert, rows)
-                        except DBAPIError as exc:
-                            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                                if self.postgres and len(rows) >= COPY_THRESHOLD:
+                                    self._copy_upsert(conn, rows)
+                                else:
+                                    conn.execute(self.upsert, rows)
+                        except (DBAPIError, DriverError) as exc:
+                            if _is_disconnect(exc):
                                 raise
                             rows = self._row_by_row(conn, rows, batch)
                     if batch.states:
@@ -165,17 +206,39 @@ class Writer:
                 self.rows_written = written
                 self.batches += 1
                 return
-            except DBAPIError as exc:
-                if not getattr(exc, "connection_invalidated", False) and not isinstance(exc, OperationalError):
+            except (DBAPIError, DriverError) as exc:
+                if not _is_disconnect(exc):
                     raise
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("database unavailable (%s); retrying the batch in %.1fs",
-                            str(exc.orig or exc).strip().splitlines()[0], delay)
+                            str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 self.engine.dispose()
 
+
+    def _copy_upsert(self, conn, rows: list[dict[str, Any]]) -> None:
+        """PostgreSQL: COPY the batch into a session temp table, then one INSERT … SELECT … ON CONFLICT.
+        Same semantics as the executemany upsert, a fraction of the per-row cost (bench/writer.py)."""
+        table, cols = self.table.name, self.columns
+        stage = f"etl_stage_{table}"
+        buf = io.StringIO()
+        for row in rows:
+            buf.write("\t".join(_copy_value(row[c]) for c in cols))
+            buf.write("\n")
+        buf.seek(0)
+        collist = ", ".join(cols)
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS")
+            cur.copy_expert(f"COPY {stage} ({collist}) FROM STDIN", buf)
+            cur.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {stage} "
+                        f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {self.update_set}")
+            cur.execute(f"TRUNCATE {stage}")
+        finally:
+            cur.close()
 
     def _row_by_row(self, conn, rows: list[dict[str, Any]], batch: Batch) -> list[dict[str, Any]]:
         """A batch the database refused (a value too long, say): write what it accepts, one savepoint per

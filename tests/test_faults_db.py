@@ -116,10 +116,11 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     assert db.current_revision(db.make_engine(url)) == db.head_revision()
 
 
-HOSTILE = ["O'Brien \"quoted\"", "'; DROP TABLE listings; --", "nul\x00byte", "back\\slash", "日本語 ＦＵＬＬ"]
+HOSTILE = ["O'Brien \"quoted\"", "'; DROP TABLE listings; --", "nul\x00byte", "back\\slash", "日本語 ＦＵＬＬ",
+           "tab\there", "new\nline\r\n", "\\N", "percent % and $1 :name"]
 
 
-def _write_hostile(url: str) -> list[dict]:
+def _write_hostile(url: str, copies: int = 1) -> list[dict]:
     db.upgrade(url)
     engine = db.make_engine(url)
     with engine.begin() as conn:
@@ -128,8 +129,8 @@ def _write_hostile(url: str) -> list[dict]:
     engine.dispose()
     writer = Writer(WriterSettings(url=url, table="listings", run_id=1))
     batch = Batch()
-    rows = [{"source": "t", "listing_id": str(i), "title": s, "community": s, "extras": {"note": s}}
-            for i, s in enumerate(HOSTILE)]
+    rows = [{"source": "t", "listing_id": f"{i:04d}", "title": s, "community": s, "extras": {"note": s}}
+            for i, s in enumerate(HOSTILE * copies)]
     writer.add(batch, ("page", "http://x/1", rows, [], "done"))
     writer.flush(batch)
     writer.engine.dispose()
@@ -142,15 +143,17 @@ def test_hostile_text_stored_verbatim_sqlite(sqlite_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_hostile_text_postgres_nul_rule(pg_url: str) -> None:
-    got = _write_hostile(pg_url)
-    expected = [s.replace("\x00", "\ufffd") for s in HOSTILE]  # documented: NUL → U+FFFD on PostgreSQL
+@pytest.mark.parametrize("copies", [1, 10])  # a small batch goes through INSERT, a big one through COPY
+def test_hostile_text_postgres_nul_rule(pg_url: str, copies: int) -> None:
+    got = _write_hostile(pg_url, copies)
+    expected = [s.replace("\x00", "\ufffd") for s in HOSTILE] * copies  # documented: NUL → U+FFFD on PostgreSQL
     assert [r["title"] for r in got] == expected
     assert [r["extras"]["note"] for r in got] == expected
 
 
 @pytest.mark.postgres
-def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str) -> None:
+@pytest.mark.parametrize("filler", [0, 100])  # through INSERT and through COPY
+def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str, filler: int) -> None:
     db.upgrade(pg_url)
     engine = db.make_engine(pg_url)
     with engine.begin() as conn:
@@ -162,9 +165,11 @@ def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str) -> None:
     rows = [{"source": "t", "listing_id": "ok1", "title": "fine"},
             {"source": "t", "listing_id": "bad", "floor_level": "x" * 500},  # longer than the column allows
             {"source": "t", "listing_id": "ok2", "title": "fine too"}]
+    rows += [{"source": "t", "listing_id": f"z{i:03d}", "title": "filler"} for i in range(filler)]
     writer.add(batch, ("page", "http://x/1", rows, [], "done"))
     writer.flush(batch)
     writer.engine.dispose()
-    assert [r["listing_id"] for r in table(pg_url, "SELECT listing_id FROM listings ORDER BY 1")] == ["ok1", "ok2"]
+    ids = [r["listing_id"] for r in table(pg_url, "SELECT listing_id FROM listings ORDER BY 1")]
+    assert ids == ["ok1", "ok2"] + [f"z{i:03d}" for i in range(filler)]
     failures = table(pg_url, "SELECT stage, error FROM failures")
     assert len(failures) == 1 and failures[0]["stage"] == "write" and "too long" in failures[0]["error"]
