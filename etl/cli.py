@@ -55,10 +55,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     interrupted = _interrupted(state)
     status = "interrupted (run again to resume)" if interrupted else (
         "succeeded" if stats.pages_failed == 0 else "finished with failed pages (see the failures table)")
+    unit = "pages" if cfg.source_type == "http" else "row ranges"
+    detail = f" [{by_status}]" if cfg.source_type == "http" else ""
+    skipped = f"; list items skipped by rule: {stats.skipped:,}" if cfg.source_type == "http" else ""
     print(f"run {state.run_id} of {cfg.job}{' (resumed)' if state.resumed else ''}: {status} in {elapsed:,.1f}s\n"
-          f"  pages: {pages:,} ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed) [{by_status}] "
-          f"{pages / elapsed if elapsed else 0:,.0f} pages/s\n"
-          f"  rows written: {stats.rows:,} into {cfg.table}; list items skipped by rule: {stats.skipped:,}\n"
+          f"  {unit}: {pages:,} ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed){detail} "
+          f"{pages / elapsed if elapsed else 0:,.0f} {unit}/s\n"
+          f"  rows written: {stats.rows:,} into {cfg.table}{skipped}\n"
           f"  database: {config_mod.mask_url(cfg.database_url)}")
     if interrupted:
         return EXIT_INTERRUPTED
