@@ -126,6 +126,7 @@ class Config:
     user_agent: str
     connect_timeout: float
     read_timeout: float
+    total_timeout: float
     retries: int
     backoff: float
     max_bytes: int
@@ -149,7 +150,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
             "engine": "selectolax", "max_pages": 0, "start_method": "spawn"},
     "politeness": {"per_host": 16, "delay": 0.0, "robots": True,
                    "user_agent": "etl-crawl/0.1 (+https://github.com/etl-crawl/etl-crawl)",
-                   "connect_timeout": 5.0, "read_timeout": 20.0, "retries": 3, "backoff": 0.5,
+                   "connect_timeout": 5.0, "read_timeout": 20.0, "total_timeout": 120.0, "retries": 3, "backoff": 0.5,
                    "max_bytes": 10_000_000},
     "database": {"url": "sqlite:///etl.db", "retry_seconds": 60.0},
 }
@@ -221,8 +222,9 @@ class _Checker:
         if ftype not in CONVERTERS:
             raise self.fail(f"{where}.type", f"unknown type {ftype!r} (use {', '.join(CONVERTERS)})")
         source = self.typed(d, "from", where, str, "config" if "value" in d else default_source)
-        if source not in ("item", "detail", "page", "config"):
-            raise self.fail(f"{where}.from", f"unknown source {source!r} (use item, detail, page or config)")
+        if source not in ("item", "detail", "page", "config") and not re.fullmatch(r"facet:[\w.-]+", source):
+            raise self.fail(f"{where}.from", f"unknown source {source!r} "
+                                             "(use item, detail, page, config or facet:<kind>)")
         scale = d.get("scale")
         if scale is not None:
             try:
@@ -232,7 +234,8 @@ class _Checker:
             except (ValueError, InvalidOperation):
                 raise self.fail(f"{where}.scale", f"expected a number, got {scale!r}") from None
         css = self.css(d["css"], f"{where}.css") if "css" in d else None
-        if source != "config" and css is None and "attr" not in d and "regex" not in d and "json" not in d:
+        if (source != "config" and not source.startswith("facet:") and css is None and "attr" not in d
+                and "regex" not in d and "json" not in d):
             raise self.fail(where, "needs a 'css' selector (or 'attr'/'regex' on the item itself, or 'value')")
         return FieldSpec(name=name, css=css, attr=self.typed(d, "attr", where, str),
                          json=self.typed(d, "json", where, str),
@@ -423,6 +426,10 @@ def build(raw: dict[str, Any], path: str) -> Config:
         if f.value is not None:
             object.__setattr__(f, "value", _expand(f.value, variables, f"[fields.{f.name}].value", ck))
 
+    for f in fields.values():
+        if f.source.startswith("facet:") and f.source[6:] not in pages:
+            raise ck.fail(f"[fields.{f.name}].from", f"{f.source!r} names no [[crawl.pages]] kind "
+                                                     f"(known: {', '.join(sorted(pages))})")
     target = ck.table(raw.get("target", {}), "[target]", {"table"})
     table = ck.typed(target, "table", "[target]", str, "listings")
     if table not in TABLES:
@@ -462,7 +469,8 @@ def build(raw: dict[str, Any], path: str) -> Config:
         batch_size=run["batch_size"], flush_seconds=run["flush_seconds"], engine=run["engine"],
         max_pages=run["max_pages"], start_method=run["start_method"], per_host=pol["per_host"],
         delay=pol["delay"], robots=pol["robots"], user_agent=pol["user_agent"],
-        connect_timeout=pol["connect_timeout"], read_timeout=pol["read_timeout"], retries=pol["retries"],
+        connect_timeout=pol["connect_timeout"], read_timeout=pol["read_timeout"],
+        total_timeout=pol["total_timeout"], retries=pol["retries"],
         backoff=pol["backoff"], max_bytes=pol["max_bytes"], db_retry_seconds=db["retry_seconds"], raw=raw)
 
 

@@ -64,16 +64,23 @@ class HostGate:
         self.lock = threading.Lock()
         self.slots: dict[str, threading.BoundedSemaphore] = {}
         self.next_start: dict[str, float] = {}
+        self.host_delay: dict[str, float] = {}
+
+    def slow_down(self, host: str, delay: float) -> None:
+        """A host's robots.txt asked for a Crawl-delay longer than ours."""
+        with self.lock:
+            self.host_delay[host] = max(delay, self.delay)
 
     def enter(self, host: str) -> threading.BoundedSemaphore:
         with self.lock:
             slot = self.slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
         while not slot.acquire(timeout=5.0):
             pass  # waits for a free slot; the timeout keeps the wait interruptible
-        if self.delay > 0:
+        delay = self.host_delay.get(host, self.delay)
+        if delay > 0:
             with self.lock:
                 start = max(time.monotonic(), self.next_start.get(host, 0.0))
-                self.next_start[host] = start + self.delay
+                self.next_start[host] = start + delay
             pause = start - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
@@ -83,7 +90,8 @@ class HostGate:
 class Fetcher:
     def __init__(self, *, domains: tuple[str, ...], user_agent: str, per_host: int, delay: float,
                  connect_timeout: float, read_timeout: float, max_bytes: int, robots: bool,
-                 pool_size: int = 16) -> None:
+                 pool_size: int = 16, total_timeout: float = 120.0) -> None:
+        self.total_timeout = total_timeout
         self.domains = domains
         self.user_agent = user_agent
         self.timeout = (connect_timeout, read_timeout)
@@ -120,6 +128,8 @@ class Fetcher:
                 return loaded
             with self.robots_lock:
                 parser = self.robots.setdefault(origin, loaded)
+            if parser.crawl_delay:
+                self.gate.slow_down(parts.netloc, parser.crawl_delay)
         return parser.allows(url)
 
     def _load_robots(self, origin: str) -> Robots | str:
@@ -177,7 +187,11 @@ class Fetcher:
                     return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}",
                                         r.status_code)
                 chunks, size = [], 0
+                deadline = time.monotonic() + self.total_timeout
                 for chunk in r.iter_content(65536):
+                    if time.monotonic() > deadline:  # a server trickling bytes never trips the read timeout
+                        return FetchFailure(request, f"response slower than total_timeout={self.total_timeout:g}s",
+                                            r.status_code, True)
                     size += len(chunk)
                     if size > self.max_bytes:
                         return FetchFailure(request, f"body exceeds max_bytes={self.max_bytes}", r.status_code)

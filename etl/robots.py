@@ -17,12 +17,14 @@ def _pattern(path: str) -> re.Pattern[str]:
 @dataclass
 class Robots:
     rules: list[tuple[int, bool, re.Pattern[str]]] = field(default_factory=list)  # (length, allow, pattern)
+    crawl_delay: float | None = None  # not in RFC 9309, but widely used: honoured as a minimum delay
 
     @classmethod
     def parse(cls, text: str, user_agent: str) -> Robots:
         """Keep the rules of the most specific group naming our agent, else those of `*`."""
         token = user_agent.split("/")[0].strip().lower()
         groups: list[tuple[list[str], list[tuple[int, bool, re.Pattern[str]]]]] = []
+        delays: dict[int, float] = {}  # group index → Crawl-delay
         agents: list[str] = []
         rules: list[tuple[int, bool, re.Pattern[str]]] = []
         last_was_agent = False
@@ -44,9 +46,15 @@ class Robots:
                     rules.append((len(value), key == "allow", _pattern(value)))
             else:
                 last_was_agent = False
-        mine = [r for a, r in groups if any(x != "*" and x in token for x in a)]
-        chosen = mine or [r for a, r in groups if "*" in a]
-        return cls([rule for group in chosen for rule in group])
+                if key == "crawl-delay" and groups:
+                    try:
+                        delays[len(groups) - 1] = min(float(value), 60.0)
+                    except ValueError:
+                        pass
+        mine = [i for i, (a, _) in enumerate(groups) if any(x != "*" and x in token for x in a)]
+        chosen = mine or [i for i, (a, _) in enumerate(groups) if "*" in a]
+        delay = max((delays[i] for i in chosen if i in delays), default=None)
+        return cls([rule for i in chosen for rule in groups[i][1]], delay)
 
     def allows(self, url: str) -> bool:
         parts = urlsplit(url)

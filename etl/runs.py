@@ -102,7 +102,8 @@ def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], Fetch
     if cfg.source_type == "http":
         fetcher = Fetcher(domains=domains, user_agent=cfg.user_agent, per_host=cfg.per_host, delay=cfg.delay,
                           connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
-                          max_bytes=cfg.max_bytes, robots=cfg.robots, pool_size=cfg.fetch_threads)
+                          max_bytes=cfg.max_bytes, robots=cfg.robots, pool_size=cfg.fetch_threads,
+                          total_timeout=cfg.total_timeout)
         if not cfg.robots:
             log.warning("robots.txt is NOT obeyed for this run ([politeness] robots = false)")
 

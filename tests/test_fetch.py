@@ -299,3 +299,25 @@ def test_redirect_to_robots_disallowed_path_is_not_fetched(mock):
     result = get(f"{BASE}/go", robots=True)
     assert isinstance(result, FetchFailure)
     assert f"{BASE}/private/a" not in [c.request.url for c in mock.calls]
+
+
+def test_robots_rfc9309_matching_rules():
+    from etl.robots import Robots
+
+    r = Robots.parse("User-agent: *\nDisallow: /*/private/\nDisallow: /tmp$\nAllow: /a/b\nDisallow: /a\n"
+                     "Crawl-delay: 2\n\nUser-agent: otherbot\nDisallow: /\n", "etl-crawl/0.1")
+    assert not r.allows("http://h/bj/private/x")
+    assert r.allows("http://h/tmpfile") and not r.allows("http://h/tmp")
+    assert r.allows("http://h/a/b/c") and not r.allows("http://h/a/c")  # longest match wins
+    assert r.crawl_delay == 2.0
+    mine = Robots.parse("User-agent: etl-crawl\nDisallow: /x\n\nUser-agent: *\nDisallow: /\n", "etl-crawl/0.1")
+    assert mine.allows("http://h/y") and not mine.allows("http://h/x")  # our own group beats *
+
+
+def test_robots_5xx_is_a_retryable_failure_not_an_allow():
+    with responses.RequestsMock() as rsps:
+        rsps.get(f"{BASE}/robots.txt", status=503)
+        f = Fetcher(domains=("demo.test",), user_agent="etl-test", per_host=4, delay=0.0, connect_timeout=1,
+                    read_timeout=1, max_bytes=10_000, robots=True)
+        result = f.fetch(Request(f"{BASE}/page", "x"))
+    assert isinstance(result, FetchFailure) and result.retryable and "robots.txt" in result.error

@@ -105,14 +105,30 @@ class Extractor:
     def typed(spec: FieldSpec, raw: str | None) -> Any:
         return CONVERTERS[spec.type](raw, spec.scale) if spec.scale else CONVERTERS[spec.type](raw)
 
-    def links(self, rule: LinkRule, node: Node, base: str, meta: dict | None = None) -> list[Request]:
+    def links(self, rule: LinkRule, node: Node, base: str, meta: dict | None = None,
+              via: dict[str, str] | None = None) -> list[Request]:
+        """Requests for the links `rule` selects. With `via`, each link's text is remembered under the kind
+        it leads to (district → "朝阳"), so fields can say `from = "facet:district"` further down."""
         out, seen = [], set()
         pattern = self.link_match.get(rule.match) if rule.match else None
         for a in node.css(rule.css):
             url = absolute(base, a.attr(rule.attr))
             if url and url not in seen and allowed(url, self.domains) and (pattern is None or pattern.search(url)):
                 seen.add(url)
-                out.append(Request(url, rule.kind, dict(meta or {})))
+                extra = {} if via is None else {"via": {**via, rule.kind: a.text()}}
+                out.append(Request(url, rule.kind, {**(meta or {}), **extra}))
+        return out
+
+    def facet_values(self, via: dict[str, str]) -> dict[str, str | None]:
+        """Fields read from the text of the facet links that led here."""
+        out = {}
+        for f in self.cfg.fields.values():
+            if f.source.startswith("facet:"):
+                value = via.get(f.source[6:])
+                if value is not None and f.regex:
+                    m = self.regex[f.regex].search(value)
+                    value = None if m is None else (m.group(1) if m.re.groups else m.group(0))
+                out[f.name] = value
         return out
 
     # ---------------------------------------------------------------------------------- pages
@@ -141,12 +157,13 @@ class Extractor:
             result.error = f"no [[crawl.pages]] rule for page kind {kind!r}"
             return
         number = int(page.request.meta.get("page", 1))
+        via = page.request.meta.get("via", {})
         for link_rule in rule.links:
-            result.links += self.links(link_rule, root, page.url)
+            result.links += self.links(link_rule, root, page.url, via=via)
         if number == 1 and rule.facets:
             total = self.typed(rule.total, self.raw(rule.total, root)) if rule.total else None
             if total is None or total > self.cfg.cap:
-                facets = self.links(rule.facets, root, page.url)
+                facets = self.links(rule.facets, root, page.url, via=via)
                 if facets:
                     result.links += facets
                     return  # the narrower filters will list these items completely
@@ -161,6 +178,7 @@ class Extractor:
     def _pages(self, page: Page, root: Node, kind: str, number: int) -> list[Request]:
         pg = self.cfg.pagination
         out: list[Request] = []
+        carry = {"via": page.request.meta["via"]} if "via" in page.request.meta else {}
         if pg.total_pages and number == 1:
             total = CONVERTERS["int"](self.raw(pg.total_pages, root)) or 1
             template = self.raw(pg.url, root) if pg.url else pg.template
@@ -168,9 +186,9 @@ class Extractor:
                 for n in range(2, min(total, pg.max_pages) + 1):
                     url = absolute(page.url, template.replace("{url}", page.url).replace("{page}", str(n)))
                     if url and allowed(url, self.domains):
-                        out.append(Request(url, kind, {"page": n}))
+                        out.append(Request(url, kind, {"page": n, **carry}))
         if pg.next and number < pg.max_pages:
-            out += self.links(LinkRule(pg.next, kind), root, page.url, {"page": number + 1})[:1]
+            out += self.links(LinkRule(pg.next, kind), root, page.url, {"page": number + 1, **carry})[:1]
         if pg.links:  # numbered links: the number is the link's text ("上一页"/"下一页" → this page ± 1)
             for a in root.css(pg.links):
                 url = absolute(page.url, a.attr("href"))
@@ -179,7 +197,7 @@ class Extractor:
                 label = a.text()
                 n = int(label) if label.isdigit() else number + 1
                 if n <= pg.max_pages:
-                    out.append(Request(url, kind, {"page": max(n, 2)}))
+                    out.append(Request(url, kind, {"page": max(n, 2), **carry}))
         return out
 
     def _items(self, page: Page, root: Node, result: Parsed) -> None:
@@ -197,13 +215,17 @@ class Extractor:
                 continue
             raw = {f.name: self.raw(f, node) for f in item_fields}
             if items.detail:
-                links = self.links(items.detail, node, page.url, {"key": key, "raw": raw})
+                meta = {"key": key, "raw": raw}
+                if "via" in page.request.meta:
+                    meta["via"] = page.request.meta["via"]
+                links = self.links(items.detail, node, page.url, meta)
                 if links:
                     result.links.append(links[0])
                 else:
                     result.skipped += 1
                 continue
             page_raw = {f.name: self.raw(f, root) for f in self.cfg.fields.values() if f.source == "page"}
+            page_raw.update(self.facet_values(page.request.meta.get("via", {})))
             try:
                 result.rows.append(self.row(key, {**raw, **page_raw}, page.url))
             except FieldError as exc:
@@ -218,6 +240,7 @@ class Extractor:
             result.error = "detail page without a key"
             return
         raw = dict(meta.get("raw", {}))
+        raw.update(self.facet_values(meta.get("via", {})))
         for f in self.cfg.fields.values():
             if f.source in ("detail", "page"):
                 raw[f.name] = self.raw(f, root)
