@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -74,6 +74,7 @@ class Coordinator:
         self.retries: list[tuple[float, int, Request]] = []
         self.stop_requested = threading.Event()
         self.writer_restarts = 0
+        self.done: queue.SimpleQueue[Future] = queue.SimpleQueue()  # unbounded, but never holds more than in flight
         self.quarantine: deque[Page | Request] = deque()  # pages in flight when a parse process died
         self.solo: Future | None = None
         self._seq = 0
@@ -188,10 +189,12 @@ class Coordinator:
     def _submit_parse(self, item: Page | Request) -> Future:
         fn = worker.read_rows if isinstance(item, Request) else worker.parse_page
         try:
-            return self.parsers.submit(fn, item)
+            fut = self.parsers.submit(fn, item)
         except BrokenProcessPool:
             self._restart_parsers()
-            return self.parsers.submit(fn, item)
+            fut = self.parsers.submit(fn, item)
+        fut.add_done_callback(self.done.put)
+        return fut
 
     def _restart_parsers(self) -> None:
         log.warning("a parse process died; rebuilding the pool and re-queueing its pages")
@@ -299,7 +302,7 @@ class Coordinator:
     def _loop(self, fetcher: Fetcher | None, threads: ThreadPoolExecutor) -> None:
         fetching: dict[Future, Request] = {}
         parsing: dict[Future, Page | Request] = {}
-        max_parsing = self.cfg.parse_processes * 4
+        max_parsing = self.cfg.parse_processes * 8  # enough queued pages that no parse process waits
         limit = self.cfg.max_pages or None
         started = 0
         last_counts = time.monotonic()
@@ -323,12 +326,20 @@ class Coordinator:
                     elif req.kind == "rows":
                         parsing[self._submit_parse(req)] = req
                     else:
-                        fetching[threads.submit(fetcher.fetch, req)] = req
+                        fut = threads.submit(fetcher.fetch, req)
+                        fut.add_done_callback(self.done.put)
+                        fetching[fut] = req
             idle = not fetching and not parsing and not self.quarantine
             if idle and (self.stop_requested.is_set() or not self.retries and (
                     not self._has_pending() or (limit is not None and started >= limit))):
                 break
-            done, _ = wait([*fetching, *parsing], timeout=0.2, return_when=FIRST_COMPLETED)
+            done = []
+            try:  # completed futures arrive on one queue: O(1) per event, however many are in flight
+                done.append(self.done.get(timeout=0.2))
+                while True:
+                    done.append(self.done.get_nowait())
+            except queue.Empty:
+                pass
             try:
                 self._handle(done, fetching, parsing)
                 if time.monotonic() - last_counts > 2.0:

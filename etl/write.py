@@ -68,6 +68,7 @@ try:  # errors raised by the raw driver cursor used for COPY (not wrapped by SQL
     from psycopg2 import Error as DriverError
     from psycopg2 import InterfaceError as _DriverInterfaceError
     from psycopg2 import OperationalError as _DriverOperationalError
+    from psycopg2.extras import execute_values
 except ImportError:  # pragma: no cover - psycopg2 is a dependency
     class DriverError(Exception):  # type: ignore[no-redef]
         pass
@@ -191,7 +192,15 @@ class Writer:
                             if _is_disconnect(exc):
                                 raise
                             rows = self._row_by_row(conn, rows, batch)
-                    if batch.states:
+                    if batch.states and self.postgres:  # one statement, not one round trip per page
+                        cur = conn.connection.driver_connection.cursor()
+                        try:
+                            execute_values(cur, "UPDATE frontier AS f SET state = v.s FROM (VALUES %s) AS v(u, s) "
+                                                f"WHERE f.run_id = {int(self.s.run_id)} AND f.url = v.u",
+                                           list(batch.states.items()), page_size=5000)
+                        finally:
+                            cur.close()
+                    elif batch.states:
                         conn.execute(self.mark, [{"r": self.s.run_id, "u": u, "s": s}
                                                  for u, s in batch.states.items()])
                     if batch.failures:

@@ -79,19 +79,19 @@ class Extractor:
         return rules
 
     # ---------------------------------------------------------------------------------- values
-    def raw(self, spec: FieldSpec, node: Node) -> str | None:
-        """The field's string before typing: css → text/attr → json → regex. Missing → None."""
+    def raw(self, spec: FieldSpec, node: Node, cache: dict | None = None) -> str | None:
+        """The field's string before typing: css → text/attr → json → regex. Missing → None.
+        `cache` shares selector results between fields of one node (eight fields read one houseInfo)."""
         if spec.source == "config":
             return spec.value
-        if spec.css:
-            targets = node.css(spec.css) if spec.all else [node.css_first(spec.css)]
-        else:
-            targets = [node]
+        key = (spec.css, spec.attr, spec.all)
+        found = None if cache is None else cache.get(key)
+        if found is None:
+            found = self._select(spec, node)
+            if cache is not None:
+                cache[key] = found
         values = []
-        for target in targets:
-            if target is None:
-                continue
-            value = target.attr(spec.attr) if spec.attr else target.text()
+        for value in found:
             if value is not None and spec.json:
                 value = _json_path(value, spec.json)
             if value is not None and spec.regex:
@@ -100,6 +100,20 @@ class Extractor:
             if value is not None:
                 values.append(value)
         return " ".join(values) if values else None
+
+    @staticmethod
+    def _select(spec: FieldSpec, node: Node) -> list[str]:
+        if spec.css:
+            targets = node.css(spec.css) if spec.all else [node.css_first(spec.css)]
+        else:
+            targets = [node]
+        out = []
+        for target in targets:
+            if target is not None:
+                value = target.attr(spec.attr) if spec.attr else target.text()
+                if value is not None:
+                    out.append(value)
+        return out
 
     @staticmethod
     def typed(spec: FieldSpec, raw: str | None) -> Any:
@@ -213,7 +227,8 @@ class Extractor:
             if not key and items.key.source == "item":
                 result.skipped += 1  # not a listing: no natural key
                 continue
-            raw = {f.name: self.raw(f, node) for f in item_fields}
+            cache: dict = {}
+            raw = {f.name: self.raw(f, node, cache) for f in item_fields}
             if items.detail:
                 meta = {"key": key, "raw": raw}
                 if "via" in page.request.meta:
@@ -241,9 +256,10 @@ class Extractor:
             return
         raw = dict(meta.get("raw", {}))
         raw.update(self.facet_values(meta.get("via", {})))
+        cache: dict = {}
         for f in self.cfg.fields.values():
             if f.source in ("detail", "page"):
-                raw[f.name] = self.raw(f, root)
+                raw[f.name] = self.raw(f, root, cache)
         try:
             result.rows.append(self.row(key, raw, page.url))
         except FieldError as exc:
