@@ -80,8 +80,9 @@ class Items:
 
 @dataclass(frozen=True)
 class Transform:
-    type: str = "none"  # "none" | "stock_mentions"
+    type: str = "none"  # "none" | "stock_mentions" | "plugin"
     text_fields: tuple[str, ...] = ("title", "body")
+    plugin: str | None = None  # "package.module:function", imported only because the config names it
 
 
 @dataclass(frozen=True)
@@ -434,11 +435,18 @@ def build(raw: dict[str, Any], path: str) -> Config:
     table = ck.typed(target, "table", "[target]", str, "listings")
     if table not in TABLES:
         raise ck.fail("[target].table", f"unknown table {table!r} (use {', '.join(TABLES)})")
-    tr = ck.table(raw.get("transform", {}), "[transform]", {"type", "text_fields"})
+    tr = ck.table(raw.get("transform", {}), "[transform]", {"type", "text_fields", "plugin"})
     transform = Transform(type=ck.typed(tr, "type", "[transform]", str, "none"),
-                          text_fields=tuple(tr.get("text_fields", ("title", "body"))))
-    if transform.type not in ("none", "stock_mentions"):
-        raise ck.fail("[transform].type", f"unknown transform {transform.type!r} (use none or stock_mentions)")
+                          text_fields=tuple(tr.get("text_fields", ("title", "body"))),
+                          plugin=ck.typed(tr, "plugin", "[transform]", str))
+    if transform.type not in ("none", "stock_mentions", "plugin"):
+        raise ck.fail("[transform].type", f"unknown transform {transform.type!r} (use none, stock_mentions or plugin)")
+    if transform.type == "plugin":
+        if not transform.plugin or not re.fullmatch(r"[\w.]+:\w+", transform.plugin):
+            raise ck.fail("[transform].plugin", "name the function as 'package.module:function'")
+        _check_plugin(transform.plugin, ck)
+    if stype == "sql" and transform.type == "none":
+        raise ck.fail("[transform]", "a sql source needs a transform (stock_mentions or plugin)")
 
     settings: dict[str, dict[str, Any]] = {}
     for section, defaults in _DEFAULTS.items():
@@ -472,6 +480,18 @@ def build(raw: dict[str, Any], path: str) -> Config:
         connect_timeout=pol["connect_timeout"], read_timeout=pol["read_timeout"],
         total_timeout=pol["total_timeout"], retries=pol["retries"],
         backoff=pol["backoff"], max_bytes=pol["max_bytes"], db_retry_seconds=db["retry_seconds"], raw=raw)
+
+
+def _check_plugin(name: str, ck: _Checker) -> None:
+    import importlib
+
+    module, _, func = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise ck.fail("[transform].plugin", f"cannot import {name}: {exc}") from None
+    if not callable(fn):
+        raise ck.fail("[transform].plugin", f"{name} is not a function")
 
 
 def mask_url(url: str) -> str:

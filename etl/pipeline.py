@@ -107,6 +107,7 @@ class Coordinator:
         self.writer = self.ctx.Process(target=writer_main, args=(settings, self.inbox, self.outbox),
                                        name="etl-writer", daemon=False)
         self.writer.start()
+        log.info("writer process started (pid %d)", self.writer.pid)
 
     def _send(self, msg: tuple) -> None:
         while True:

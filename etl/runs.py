@@ -37,20 +37,24 @@ class RunState:
 
 
 def _start_demo(cfg: Config):
+    import os
+
     from etl.demo.server import DemoServer
     from etl.demo.site import SiteOptions
 
     demo = dict(cfg.demo or {})
     news = demo.pop("news", None)
-    if news is not None:
-        import os
-
+    saved = os.environ.get("ETL_DEMO_NEWS")
+    if news is not None:  # the server process reads the news section's size from its environment
         os.environ["ETL_DEMO_NEWS"] = str(news)
-    from etl.demo import news as news_site
-
-    apps = ("etl.demo.news:app",) if hasattr(news_site, "app") else ()
-    server = DemoServer(SiteOptions(**demo), extra_apps=apps)
-    return server, server.start()
+    try:
+        server = DemoServer(SiteOptions(**demo), extra_apps=("etl.demo.news:app",))
+        return server, server.start()
+    finally:
+        if saved is None:
+            os.environ.pop("ETL_DEMO_NEWS", None)
+        else:
+            os.environ["ETL_DEMO_NEWS"] = saved
 
 
 def _sql_ranges(cfg: Config, engine) -> list[Request]:

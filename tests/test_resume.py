@@ -132,3 +132,25 @@ def table_truth_url(i: int) -> str:
     from etl.demo.site import DemoSite, SiteOptions
 
     return DemoSite(SiteOptions(listings=LISTINGS, encoding="gbk")).truth("bj")[i]["url"]
+
+
+def test_writer_process_killed_mid_run_is_replaced(tmp_path: Path) -> None:
+    """SIGKILL only the writer: the coordinator notices, reloads the frontier, starts a new writer."""
+    import re
+
+    db = tmp_path / "etl.db"
+    log = tmp_path / "stderr.log"
+    cmd = [sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", f"sqlite:///{db}",
+           "--quiet", "--set", f"source.demo.listings={LISTINGS}", "--set", "source.demo.encoding=gbk"]
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        wait_for(db, proc, 1000)
+        pids = re.findall(r"writer process started \(pid (\d+)\)", log.read_text())
+        assert pids, log.read_text()
+        os.kill(int(pids[0]), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    text = log.read_text()
+    assert proc.returncode == 0, out + text
+    assert "writer process lost" in text
+    assert len(re.findall(r"writer process started", text)) == 2
+    check_complete(db)

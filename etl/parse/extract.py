@@ -61,7 +61,7 @@ class Extractor:
         self.columns = set(columns)
         self.key_column = {"listings": "listing_id", "stock_mentions": "news_id"}.get(cfg.table, "id")
         self.detail_kind = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
-        self.flat = cfg.transform.type != "none"  # a transform gets every field, not the table's columns
+        self.flat = cfg.transform.type == "stock_mentions"  # it reads every field, not the table's columns
 
     def _specs(self) -> list[FieldSpec]:
         specs = list(self.cfg.fields.values())

@@ -25,6 +25,11 @@ def init_worker(cfg: Config, domains: tuple[str, ...]) -> None:
     _state["cfg"] = cfg
     if cfg.source_type == "http":
         _state["extractor"] = Extractor(cfg, domains)
+    if cfg.transform.type == "plugin":
+        import importlib
+
+        module, _, func = cfg.transform.plugin.partition(":")
+        _state["plugin"] = getattr(importlib.import_module(module), func)
     if cfg.transform.type == "stock_mentions":
         from etl.stocks.dictionary import load_stocks
         from etl.stocks.matcher import StockMatcher
@@ -51,11 +56,29 @@ def parse_page(page: Page) -> Parsed:
     _test_crash(page.request.url)
     try:
         result = _state["extractor"].parse(page)
-        if _state["cfg"].transform.type == "stock_mentions" and result.rows:
-            result.rows = [m for row in result.rows for m in mentions(row)]
+        if result.rows:
+            result.rows = transform(result.rows)
         return result
     except Exception as exc:  # a page that breaks the parser is that page's failure, not the run's
         return Parsed(page.request, error=f"parse error: {type(exc).__name__}: {exc}"[:500])
+
+
+def transform(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The configured row transform: none, stock mentions, or the plugin the config names explicitly.
+    A plugin returns a row, a list of rows, or None (drop the row)."""
+    kind = _state["cfg"].transform.type
+    if kind == "stock_mentions":
+        return [m for row in rows for m in mentions(row)]
+    if kind == "plugin":
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            got = _state["plugin"](row)
+            if isinstance(got, dict):
+                out.append(got)
+            elif got:
+                out.extend(got)
+        return out
+    return rows
 
 
 def mentions(article: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,9 +118,9 @@ def read_rows(request: Request) -> Parsed:
                 published = rec.published if hasattr(rec.published, "year") else to_date(rec.published)
                 if hasattr(published, "date") and callable(published.date):
                     published = published.date()
-                article = {"news_id": rec.id, "published": published, "title": rec.title, "body": rec.body,
-                           "score": None if rec.score is None else float(rec.score)}
-                result.rows.extend(mentions(article))
+                result.rows.append({"news_id": rec.id, "published": published, "title": rec.title,
+                                    "body": rec.body, "score": None if rec.score is None else float(rec.score)})
+        result.rows = transform(result.rows)
     except Exception as exc:
         engine.dispose()
         result.error = f"read error: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
