@@ -65,7 +65,7 @@ class Coordinator:
         self.cfg, self.state, self.domains, self.progress = cfg, state, domains, progress
         self.ctx = mp.get_context(cfg.start_method)
         self.stats = Stats(pages_ok=state.pages_ok, pages_failed=state.pages_failed)
-        self.seen: set[str] = state.seen
+        self.seen: set[int] = state.seen  # hash(url): a third of the memory of the URLs themselves
         detail = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
         self.detail_kind = detail
         self.pending: list[deque[Request]] = [deque(), deque(), deque()]
@@ -235,8 +235,9 @@ class Coordinator:
             self._send(("fail", req.url, "parse", None, error, 1))
         links = []
         for link in parsed.links:
-            if link.url not in self.seen:
-                self.seen.add(link.url)
+            key = hash(link.url)
+            if key not in self.seen:
+                self.seen.add(key)
                 self._queue(link)
                 links.append((link.url, link.kind, json.dumps(link.meta, default=_json_default,
                                                                ensure_ascii=False)))

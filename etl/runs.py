@@ -29,7 +29,7 @@ class RunState:
     run_id: int
     resumed: bool = False
     pending: list[Request] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
+    seen: set[int] = field(default_factory=set)  # hash() of every URL in the frontier (this process only)
     pages_ok: int = 0
     pages_failed: int = 0
     rows_before: int = 0
@@ -154,7 +154,7 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
             conn.execute(insert(frontier), [{"run_id": run_id, "url": r.url, "kind": r.kind,
                                              "meta": json.dumps(r.meta, default=str), "state": "pending"}
                                             for r in requests])
-        return RunState(run_id=run_id, pending=requests, seen={r.url for r in requests})
+        return RunState(run_id=run_id, pending=requests, seen={hash(r.url) for r in requests})
 
 
 def load_frontier(conn, state: RunState) -> None:
@@ -163,7 +163,7 @@ def load_frontier(conn, state: RunState) -> None:
     state.seen, state.pending, state.pages_ok, state.pages_failed = set(), [], 0, 0
     for url, kind, meta, st in conn.execute(select(frontier.c.url, frontier.c.kind, frontier.c.meta, frontier.c.state)
                                             .where(frontier.c.run_id == state.run_id)):
-        state.seen.add(url)
+        state.seen.add(hash(url))
         if st == "pending":
             state.pending.append(Request(url, kind, json.loads(meta) if meta else {}))
         elif st == "done":
