@@ -94,7 +94,7 @@ def cmd_demo_serve(args: argparse.Namespace) -> int:
     options = SiteOptions(listings=args.listings, seed=args.seed, encoding=args.encoding,
                           pagination=args.pagination)
     print(f"demo portal: /{args.city}/ershoufang/ (any city slug works), news: /news/", flush=True)
-    serve_forever(options, args.host, args.port)
+    serve_forever(options, args.host, args.port, extra_apps=("etl.demo.news:app",))
     return EXIT_OK
 
 
