@@ -68,7 +68,6 @@ try:  # errors raised by the raw driver cursor used for COPY (not wrapped by SQL
     from psycopg2 import Error as DriverError
     from psycopg2 import InterfaceError as _DriverInterfaceError
     from psycopg2 import OperationalError as _DriverOperationalError
-    from psycopg2.extras import execute_values
 except ImportError:  # pragma: no cover - psycopg2 is a dependency
     class DriverError(Exception):  # type: ignore[no-redef]
         pass
@@ -177,7 +176,9 @@ class Writer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    if batch.links:
+                    if batch.links and self.postgres:
+                        self._pg_links(conn, batch.links)
+                    elif batch.links:
                         conn.execute(self.insert_link, [
                             {"run_id": self.s.run_id, "url": u, "kind": k, "meta": m, "state": "pending"}
                             for u, (k, m) in batch.links.items()])
@@ -192,14 +193,8 @@ class Writer:
                             if _is_disconnect(exc):
                                 raise
                             rows = self._row_by_row(conn, rows, batch)
-                    if batch.states and self.postgres:  # one statement, not one round trip per page
-                        cur = conn.connection.driver_connection.cursor()
-                        try:
-                            execute_values(cur, "UPDATE frontier AS f SET state = v.s FROM (VALUES %s) AS v(u, s) "
-                                                f"WHERE f.run_id = {int(self.s.run_id)} AND f.url = v.u",
-                                           list(batch.states.items()), page_size=5000)
-                        finally:
-                            cur.close()
+                    if batch.states and self.postgres:
+                        self._pg_states(conn, batch.states)
                     elif batch.states:
                         conn.execute(self.mark, [{"r": self.s.run_id, "u": u, "s": s}
                                                  for u, s in batch.states.items()])
@@ -248,6 +243,29 @@ class Writer:
             cur.execute(f"TRUNCATE {stage}")
         finally:
             cur.close()
+
+    def _pg_stage(self, conn, stage: str, columns: str, lines: str, then: str) -> None:
+        """COPY text lines into a session temp table, then run one statement that reads it."""
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({columns}) ON COMMIT DELETE ROWS")
+            cur.copy_expert(f"COPY {stage} FROM STDIN", io.StringIO(lines))
+            cur.execute(then)
+            cur.execute(f"TRUNCATE {stage}")
+        finally:
+            cur.close()
+
+    def _pg_links(self, conn, links: dict[str, tuple[str, str]]) -> None:
+        lines = "".join(f"{_copy_value(u)}\t{_copy_value(k)}\t{_copy_value(m)}\n" for u, (k, m) in links.items())
+        self._pg_stage(conn, "etl_stage_links", "url text, kind text, meta text", lines,
+                       f"INSERT INTO frontier (run_id, url, kind, meta, state) SELECT {int(self.s.run_id)}, url, "
+                       "kind, meta, 'pending' FROM etl_stage_links ON CONFLICT DO NOTHING")
+
+    def _pg_states(self, conn, states: dict[str, str]) -> None:
+        lines = "".join(f"{_copy_value(u)}\t{s}\n" for u, s in states.items())
+        self._pg_stage(conn, "etl_stage_states", "url text, state text", lines,
+                       "UPDATE frontier AS f SET state = s.state FROM etl_stage_states AS s "
+                       f"WHERE f.run_id = {int(self.s.run_id)} AND f.url = s.url")
 
     def _row_by_row(self, conn, rows: list[dict[str, Any]], batch: Batch) -> list[dict[str, Any]]:
         """A batch the database refused (a value too long, say): write what it accepts, one savepoint per
