@@ -78,6 +78,8 @@ class Coordinator:
         self.quarantine: deque[Page | Request] = deque()  # pages in flight when a parse process died
         self.solo: Future | None = None
         self._seq = 0
+        self.outgoing: list[tuple] = []  # writer messages not sent yet (see _post)
+        self.last_post = time.monotonic()
 
     # ------------------------------------------------------------------------------- frontier
     def _queue(self, req: Request) -> None:
@@ -108,6 +110,18 @@ class Coordinator:
                                        name="etl-writer", daemon=False)
         self.writer.start()
         log.info("writer process started (pid %d)", self.writer.pid)
+
+    def _post(self, msg: tuple) -> None:
+        """Queue a message for the writer; they travel in bundles (one pickle and pipe write per bundle)."""
+        self.outgoing.append(msg)
+        if len(self.outgoing) >= 64:
+            self._flush_outgoing()
+
+    def _flush_outgoing(self) -> None:
+        if self.outgoing:
+            bundle, self.outgoing = self.outgoing, []
+            self._send(("bundle", bundle))
+        self.last_post = time.monotonic()
 
     def _send(self, msg: tuple) -> None:
         while True:
@@ -141,6 +155,7 @@ class Coordinator:
         self.retries.clear()
         self.quarantine.clear()
         self.solo = None
+        self.outgoing = []  # unsent messages: their pages are still pending in the reloaded frontier
         from etl.runs import reload_state
 
         reload_state(self.cfg, self.state)
@@ -160,6 +175,7 @@ class Coordinator:
 
     def _stop_writer(self, timeout: float = 120.0) -> int:
         if self.writer.is_alive():
+            self._flush_outgoing()
             self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
             self._send(("stop",))
         deadline = time.monotonic() + timeout
@@ -206,8 +222,8 @@ class Coordinator:
     def _failed(self, req: Request, stage: str, error: str, status: int | None = None) -> None:
         self.stats.pages_failed += 1
         self.stats.by_status[str(status or stage)] = self.stats.by_status.get(str(status or stage), 0) + 1
-        self._send(("fail", req.url, stage, status, error, req.attempt + 1))
-        self._send(("page", req.url, [], [], "failed"))
+        self._post(("fail", req.url, stage, status, error, req.attempt + 1))
+        self._post(("page", req.url, [], [], "failed"))
 
     def _fetched(self, req: Request, result: Page | FetchFailure) -> Page | None:
         if isinstance(result, Page):
@@ -232,7 +248,7 @@ class Coordinator:
                 self.stats.warnings.append(warning)
                 log.warning("%s", warning)
         for error in parsed.item_errors:  # the page is done; these items of it gave no row
-            self._send(("fail", req.url, "parse", None, error, 1))
+            self._post(("fail", req.url, "parse", None, error, 1))
         links = []
         for link in parsed.links:
             key = hash(link.url)
@@ -245,7 +261,7 @@ class Coordinator:
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
-        self._send(("page", req.url, parsed.rows, links, "done"))
+        self._post(("page", req.url, parsed.rows, links, "done"))
 
     def _handle(self, done, fetching: dict, parsing: dict) -> None:
         for fut in done:
@@ -344,8 +360,11 @@ class Coordinator:
                 pass
             try:
                 self._handle(done, fetching, parsing)
+                if self.outgoing and time.monotonic() - self.last_post > 0.05:
+                    self._flush_outgoing()
                 if time.monotonic() - last_counts > 2.0:
                     last_counts = time.monotonic()
+                    self._flush_outgoing()
                     self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
             except WriterLost:
                 self._recover_writer(fetching, parsing)

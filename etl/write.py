@@ -34,6 +34,7 @@ _SLOW_BATCH = float(os.environ.get("ETL_TEST_SLOW_BATCH", "0") or 0)
 #   ("page", url, rows, links, state)   links = [(url, kind, meta_json)], state = "done" | "failed"
 #   ("fail", url, stage, status, error, attempts)
 #   ("counts", pages_ok, pages_failed)
+#   ("bundle", [message, ...])         several of the above in one pickle
 #   ("stop",)
 
 
@@ -143,7 +144,10 @@ class Writer:
 
     def add(self, batch: Batch, msg: tuple) -> None:
         kind = msg[0]
-        if kind == "page":
+        if kind == "bundle":
+            for inner in msg[1]:
+                self.add(batch, inner)
+        elif kind == "page":
             _, url, rows, links, state = msg
             for row in rows:
                 full = {c: row.get(c) for c in self.columns}
