@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import json
 import logging
+import operator
 import os
 import queue
 import time
@@ -59,7 +60,9 @@ class Batch:
     rows_in: int = 0
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.states) + len(self.failures)
+        """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
+        up to four times as much, so a batch of 1000 rows is not split by its own page marks."""
+        return max(len(self.rows) + len(self.failures), (len(self.states) + len(self.links)) // 4)
 
 
 COPY_THRESHOLD = 50  # below this, a plain multi-row INSERT is as fast and simpler
@@ -83,16 +86,25 @@ def _is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, _DriverOperationalError | _DriverInterfaceError)
 
 
+# COPY text format escapes, and the NUL rule (PostgreSQL text cannot hold U+0000) in one C-speed pass.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
+
+
 def _copy_value(value: Any) -> str:
     if value is None:
         return "\\N"
+    if type(value) is str:
+        return value.translate(_COPY_ESCAPES)
+    if type(value) is int:
+        return str(value)
     if isinstance(value, dict | list):
-        value = json.dumps(value, ensure_ascii=False)
-    elif isinstance(value, dt.date):
-        value = value.isoformat()
-    else:
-        value = str(value)
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        text = json.dumps(value, ensure_ascii=False)
+        if "\\u0000" in text:  # maybe a NUL inside (JSON writes it as an escape): apply the NUL rule
+            text = json.dumps(strip_nul(value), ensure_ascii=False)
+        return text.translate(_COPY_ESCAPES)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
 
 
 def strip_nul(value: Any) -> Any:
@@ -151,8 +163,6 @@ class Writer:
             _, url, rows, links, state = msg
             for row in rows:
                 full = {c: row.get(c) for c in self.columns}
-                if self.postgres:
-                    full = {c: strip_nul(v) for c, v in full.items()}
                 batch.rows[tuple(full[k] for k in self.key)] = full
             batch.rows_in += len(rows)
             for link_url, link_kind, meta in links:
@@ -175,17 +185,21 @@ class Writer:
         for row in rows:
             row["first_seen"] = row["last_seen"] = now
             row["run_id"] = self.s.run_id
+        if self.postgres and len(rows) < COPY_THRESHOLD:  # COPY applies the NUL rule itself
+            rows = [{c: strip_nul(v) for c, v in row.items()} for row in rows]
+        # A page discovered and finished within one batch is inserted as finished: no UPDATE needed.
+        links = {u: (k, m, batch.states.pop(u, "pending")) for u, (k, m) in batch.links.items()}
         deadline = time.monotonic() + self.s.retry_seconds
         delay = 0.5
         while True:
             try:
                 with self.engine.begin() as conn:
-                    if batch.links and self.postgres:
-                        self._pg_links(conn, batch.links)
-                    elif batch.links:
+                    if links and self.postgres:
+                        self._pg_links(conn, links)
+                    elif links:
                         conn.execute(self.insert_link, [
-                            {"run_id": self.s.run_id, "url": u, "kind": k, "meta": m, "state": "pending"}
-                            for u, (k, m) in batch.links.items()])
+                            {"run_id": self.s.run_id, "url": u, "kind": k, "meta": m, "state": st}
+                            for u, (k, m, st) in links.items()])
                     if rows:
                         try:
                             with conn.begin_nested():
@@ -231,19 +245,24 @@ class Writer:
         Same semantics as the executemany upsert, a fraction of the per-row cost (bench/writer.py)."""
         table, cols = self.table.name, self.columns
         stage = f"etl_stage_{table}"
+        # Columns equal for the whole batch (timestamps, run id) are not copied row by row: they are
+        # parameters of the INSERT … SELECT. The rest go through one C-level getter and one map per row.
+        const = [c for c in ("first_seen", "last_seen", "run_id") if c in cols]
+        varying = [c for c in cols if c not in const]
+        get = operator.itemgetter(*varying)
         buf = io.StringIO()
-        for row in rows:
-            buf.write("\t".join(_copy_value(row[c]) for c in cols))
-            buf.write("\n")
+        buf.writelines("\t".join(map(_copy_value, get(row))) + "\n" for row in rows)
         buf.seek(0)
-        collist = ", ".join(cols)
+        collist, varlist = ", ".join(cols), ", ".join(varying)
+        select = ", ".join(f"%({c})s" if c in const else c for c in cols)
         cur = conn.connection.driver_connection.cursor()
         try:
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
-                        "ON COMMIT DELETE ROWS")
-            cur.copy_expert(f"COPY {stage} ({collist}) FROM STDIN", buf)
-            cur.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {stage} "
-                        f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {self.update_set}")
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                        f"SELECT {varlist} FROM {table} WITH NO DATA")  # the column types, no constraints
+            cur.copy_expert(f"COPY {stage} ({varlist}) FROM STDIN", buf)
+            cur.execute(f"INSERT INTO {table} ({collist}) SELECT {select} FROM {stage} "
+                        f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {self.update_set}",
+                        {c: rows[0][c] for c in const})
             cur.execute(f"TRUNCATE {stage}")
         finally:
             cur.close()
@@ -254,16 +273,18 @@ class Writer:
         try:
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({columns}) ON COMMIT DELETE ROWS")
             cur.copy_expert(f"COPY {stage} FROM STDIN", io.StringIO(lines))
+            cur.execute(f"ANALYZE {stage}")  # else the planner guesses a big stage and scans all of frontier
             cur.execute(then)
             cur.execute(f"TRUNCATE {stage}")
         finally:
             cur.close()
 
-    def _pg_links(self, conn, links: dict[str, tuple[str, str]]) -> None:
-        lines = "".join(f"{_copy_value(u)}\t{_copy_value(k)}\t{_copy_value(m)}\n" for u, (k, m) in links.items())
-        self._pg_stage(conn, "etl_stage_links", "url text, kind text, meta text", lines,
+    def _pg_links(self, conn, links: dict[str, tuple[str, str, str]]) -> None:
+        lines = "".join(f"{_copy_value(u)}\t{_copy_value(k)}\t{_copy_value(m)}\t{st}\n"
+                        for u, (k, m, st) in links.items())
+        self._pg_stage(conn, "etl_stage_links", "url text, kind text, meta text, state text", lines,
                        f"INSERT INTO frontier (run_id, url, kind, meta, state) SELECT {int(self.s.run_id)}, url, "
-                       "kind, meta, 'pending' FROM etl_stage_links ON CONFLICT DO NOTHING")
+                       "kind, meta, state FROM etl_stage_links ON CONFLICT DO NOTHING")
 
     def _pg_states(self, conn, states: dict[str, str]) -> None:
         lines = "".join(f"{_copy_value(u)}\t{s}\n" for u, s in states.items())
@@ -275,6 +296,8 @@ class Writer:
         """A batch the database refused (a value too long, say): write what it accepts, one savepoint per
         row, and record each refused row as a failure instead of losing the batch or the run."""
         good = []
+        if self.postgres:
+            rows = [{c: strip_nul(v) for c, v in row.items()} for row in rows]
         for row in rows:
             try:
                 with conn.begin_nested():
