@@ -14,20 +14,20 @@ import heapq
 import json
 import logging
 import multiprocessing as mp
+import os
 import queue
 import random
 import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from etl.config import Config
 from etl.fetch import Fetcher, FetchFailure
 from etl.items import Page, Parsed, Request
-from etl.parse import worker
+from etl.parse.pool import CRASHED, ParsePool
 from etl.progress import Progress
 from etl.runs import RunState, finish_run, open_run
 from etl.write import WriterSettings, writer_main
@@ -75,8 +75,9 @@ class Coordinator:
         self.stop_requested = threading.Event()
         self.writer_restarts = 0
         self.done: queue.SimpleQueue[Future] = queue.SimpleQueue()  # unbounded, but never holds more than in flight
-        self.quarantine: deque[Page | Request] = deque()  # pages in flight when a parse process died
-        self.solo: Future | None = None
+        self.wake_r, self.wake_w = os.pipe()  # a finished fetch wakes the loop waiting on parse results
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)  # a full pipe already means "wake up"
         self._seq = 0
         self.outgoing: list[tuple] = []  # writer messages not sent yet (see _post)
         self.last_post = time.monotonic()
@@ -141,20 +142,18 @@ class Coordinator:
             raise RunFailed(f"database writes failed: {error}")
         raise WriterLost(f"the writer process died (exit code {self.writer.exitcode})")
 
-    def _recover_writer(self, fetching: dict, parsing: dict) -> None:
+    def _recover_writer(self, fetching: dict) -> None:
         """Lost messages are not lost work: the frontier in the database still says which pages are not
-        done. Let in-flight work finish (its results are dropped), reload the frontier, start a writer."""
+        done. Let in-flight fetches finish (dropped), reload the frontier, start a writer. Pages still being
+        parsed are handled as usual; if the reload queues them again, the upsert makes that harmless."""
         self.writer_restarts += 1
         if self.writer_restarts > MAX_WRITER_RESTARTS:
             raise RunFailed(f"the writer process died {self.writer_restarts} times; giving up")
         log.warning("writer process lost (exit code %s); restarting it and reloading the frontier",
                     self.writer.exitcode)
-        wait([*fetching, *parsing], timeout=self.cfg.read_timeout + self.cfg.connect_timeout + 30)
-        fetching.clear()
-        parsing.clear()
+        wait(list(fetching), timeout=self.cfg.read_timeout + self.cfg.connect_timeout + 30)
+        fetching.clear()  # their pages are still pending in the frontier we reload
         self.retries.clear()
-        self.quarantine.clear()
-        self.solo = None
         self.outgoing = []  # unsent messages: their pages are still pending in the reloaded frontier
         from etl.runs import reload_state
 
@@ -200,25 +199,8 @@ class Coordinator:
 
     # ------------------------------------------------------------------------------- parse pool
     def _start_parsers(self) -> None:
-        self.parsers = ProcessPoolExecutor(max_workers=self.cfg.parse_processes, mp_context=self.ctx,
-                                           initializer=worker.init_worker, initargs=(self.cfg, self.domains))
+        self.pool = ParsePool(self.ctx, self.cfg.parse_processes, self.cfg, self.domains)
 
-    def _submit_parse(self, item: Page | Request) -> Future:
-        fn = worker.read_rows if isinstance(item, Request) else worker.parse_page
-        try:
-            fut = self.parsers.submit(fn, item)
-        except BrokenProcessPool:
-            self._restart_parsers()
-            fut = self.parsers.submit(fn, item)
-        fut.add_done_callback(self.done.put)
-        return fut
-
-    def _restart_parsers(self) -> None:
-        log.warning("a parse process died; rebuilding the pool and re-queueing its pages")
-        self.parsers.shutdown(wait=False, cancel_futures=True)
-        self._start_parsers()
-
-    # ------------------------------------------------------------------------------- results
     def _failed(self, req: Request, stage: str, error: str, status: int | None = None) -> None:
         self.stats.pages_failed += 1
         self.stats.by_status[str(status or stage)] = self.stats.by_status.get(str(status or stage), 0) + 1
@@ -263,38 +245,34 @@ class Coordinator:
         self.stats.skipped += parsed.skipped
         self._post(("page", req.url, parsed.rows, links, "done"))
 
-    def _handle(self, done, fetching: dict, parsing: dict) -> None:
-        for fut in done:
-            if fut in fetching:
-                req = fetching.pop(fut)
-                page = self._fetched(req, fut.result())
-                if page is not None:
-                    if self.quarantine or self.solo:
-                        self.quarantine.append(page)  # wait until the suspects are cleared
-                    else:
-                        parsing[self._submit_parse(page)] = page
-                continue
-            if fut not in parsing:
-                continue  # dropped by a parse-pool rebuild earlier in this round
-            item = parsing.pop(fut)
+    def _fetch_done(self, fut: Future) -> None:
+        """Runs in the fetch thread: hand the result to the loop and wake it."""
+        self.done.put(fut)
+        try:
+            os.write(self.wake_w, b"!")
+        except OSError:
+            pass
+
+    def _handle_fetches(self, fetching: dict) -> None:
+        while True:
             try:
-                parsed = fut.result()
-            except BrokenProcessPool:
-                # Whichever page killed the pool, it is among those in flight. Parse them again one at a
-                # time: a page that kills a pool it has to itself is the culprit and becomes a failure.
-                solo = fut is self.solo
-                lost = [] if solo else [item, *parsing.values()]
-                parsing.clear()
-                self.solo = None
-                self._restart_parsers()
-                if solo:
-                    req = item.request if isinstance(item, Page) else item
-                    self._failed(req, "parse", "the parse process died while parsing this page (alone)")
-                self.quarantine.extendleft(reversed(lost))
-                continue
-            if fut is self.solo:
-                self.solo = None
-            self._parsed(parsed, item.status if isinstance(item, Page) else 200)
+                fut = self.done.get_nowait()
+            except queue.Empty:
+                return
+            req = fetching.pop(fut, None)
+            if req is None:
+                continue  # dropped by a writer recovery
+            page = self._fetched(req, fut.result())
+            if page is not None:
+                self.pool.submit(page)
+
+    def _handle_parsed(self, results: list) -> None:
+        for item, result in results:
+            req = item.request if isinstance(item, Page) else item
+            if result is CRASHED:
+                self._failed(req, "parse", "the parse process died while parsing this page (alone)")
+            else:
+                self._parsed(result, item.status if isinstance(item, Page) else 200)
 
     # ------------------------------------------------------------------------------- main loop
     def run(self, fetcher: Fetcher | None) -> Stats:
@@ -308,10 +286,12 @@ class Coordinator:
                     self.stats.rows = self._stop_writer()
                     return self.stats
                 except WriterLost:  # died while flushing the end of the run: recover, finish what is left
-                    self._recover_writer({}, {})
+                    self._recover_writer({})
         finally:
             threads.shutdown(wait=False, cancel_futures=True)
-            self.parsers.shutdown(wait=True, cancel_futures=True)
+            self.pool.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
             if self.writer.is_alive():
                 self.writer.join(timeout=5)
                 if self.writer.is_alive():
@@ -319,8 +299,6 @@ class Coordinator:
 
     def _loop(self, fetcher: Fetcher | None, threads: ThreadPoolExecutor) -> None:
         fetching: dict[Future, Request] = {}
-        parsing: dict[Future, Page | Request] = {}
-        max_parsing = self.cfg.parse_processes * 8  # enough queued pages that no parse process waits
         limit = self.cfg.max_pages or None
         started = 0
         last_counts = time.monotonic()
@@ -328,38 +306,33 @@ class Coordinator:
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
                 self._queue(heapq.heappop(self.retries)[2])
-            if self.quarantine and not parsing:
-                item = self.quarantine.popleft()
-                self.solo = self._submit_parse(item)
-                parsing[self.solo] = item
             if not self.stop_requested.is_set():
-                while (len(fetching) < self.cfg.fetch_threads and len(parsing) + len(self.quarantine) < max_parsing
+                # Fetch only as fast as the parse processes keep up: the pool's room is the backpressure.
+                while (len(fetching) < self.cfg.fetch_threads and self.pool.has_room()
                        and (limit is None or started < limit)):
                     req = self._next()
                     if req is None:
                         break
                     started += 1
-                    if req.kind == "rows" and (self.quarantine or self.solo):
-                        self.quarantine.append(req)
-                    elif req.kind == "rows":
-                        parsing[self._submit_parse(req)] = req
+                    if req.kind == "rows":
+                        self.pool.submit(req)
                     else:
                         fut = threads.submit(fetcher.fetch, req)
-                        fut.add_done_callback(self.done.put)
                         fetching[fut] = req
-            idle = not fetching and not parsing and not self.quarantine
+                        fut.add_done_callback(self._fetch_done)
+            idle = not fetching and not self.pool.inflight()
             if idle and (self.stop_requested.is_set() or not self.retries and (
                     not self._has_pending() or (limit is not None and started >= limit))):
                 break
-            done = []
-            try:  # completed futures arrive on one queue: O(1) per event, however many are in flight
-                done.append(self.done.get(timeout=0.2))
-                while True:
-                    done.append(self.done.get_nowait())
-            except queue.Empty:
-                pass
+            results, woken = self.pool.poll(0.2, [self.wake_r])
+            if woken:
+                try:
+                    os.read(self.wake_r, 65536)
+                except BlockingIOError:
+                    pass
             try:
-                self._handle(done, fetching, parsing)
+                self._handle_fetches(fetching)
+                self._handle_parsed(results)
                 if self.outgoing and time.monotonic() - self.last_post > 0.05:
                     self._flush_outgoing()
                 if time.monotonic() - last_counts > 2.0:
@@ -367,8 +340,8 @@ class Coordinator:
                     self._flush_outgoing()
                     self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
             except WriterLost:
-                self._recover_writer(fetching, parsing)
-            self.progress.update(self.stats, len(fetching) + len(parsing))
+                self._recover_writer(fetching)
+            self.progress.update(self.stats, len(fetching) + self.pool.inflight())
 
     def install_signal_handlers(self) -> dict:
         def handler(signum, _frame):
