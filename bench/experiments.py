@@ -35,9 +35,15 @@ f.Fetcher.session = session
     # shorter GIL switch interval: fetch threads, pool manager and feeder threads hand off faster
     "switch1ms": "import sys; sys.setswitchinterval(0.001)",
     "threads32": "",
+    "threads8": "",
+    "threads12": "",
+    "parse1": "",
     "parse3": "",
 }
 SETS = {"threads32": ["--set", "run.fetch_threads=32", "--set", "politeness.per_host=32"],
+        "threads8": ["--set", "run.fetch_threads=8", "--set", "politeness.per_host=8"],
+        "threads12": ["--set", "run.fetch_threads=12", "--set", "politeness.per_host=12"],
+        "parse1": ["--set", "run.parse_processes=1"],
         "parse3": ["--set", "run.parse_processes=3"]}
 
 
