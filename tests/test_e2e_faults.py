@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from etl import config
+from etl.config_check import build
 from etl.demo.server import DemoServer
 from etl.demo.site import DemoSite, SiteOptions
 from etl.pipeline import run_job
@@ -38,7 +38,7 @@ def test_crawl_through_faults(sqlite_url: str) -> None:
         raw["source"]["base_url"] = base
         raw["politeness"] |= {"retries": 4, "backoff": 0.05, "read_timeout": 1.0, "connect_timeout": 1.0}
         raw["database"]["url"] = sqlite_url
-        cfg = config.build(raw, "faults.toml")
+        cfg = build(raw, "faults.toml")
         state, stats = run_job(cfg, progress=Progress(enabled=False))
         lost = proxy.permanent_failures(t["url"] for t in truth)
         injected = proxy.stats

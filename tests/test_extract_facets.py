@@ -3,10 +3,14 @@ items and detail pages do not name their district can still fill the column from
 
 from __future__ import annotations
 
+import pytest
+
 from etl.demo.site import SiteOptions
-from tests.test_extract import crawl, engine, site  # noqa: F401  (engine: the fixture)
+from etl.parse.engines import ENGINES
+from tests.test_extract import crawl, site
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_facet_fields_carry_the_link_text_down_to_rows(engine: str) -> None:
     options = SiteOptions(listings=400)
     overrides = ("crawl.cap=20",  # small cap: every list is split by district, then by sub-district
