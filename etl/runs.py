@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -121,7 +123,7 @@ def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], Fetch
 def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: str | None) -> RunState:
     runs, frontier = schema.runs, schema.frontier
     now = dt.datetime.now(dt.UTC)
-    params = json.dumps({"base_url": base_url})
+    params = json.dumps({"base_url": base_url, "pid": os.getpid(), "host": socket.gethostname()})
     with engine.begin() as conn:
         row = conn.execute(select(runs).where(runs.c.job == cfg.job, runs.c.status.in_(("running", "interrupted")))
                            .order_by(runs.c.id.desc()).limit(1)).first()
@@ -130,6 +132,8 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
             conn.execute(update(runs).where(runs.c.id == row.id)
                          .values(status="abandoned", message=f"superseded by a new run ({reason})"))
             row = None
+        if row is not None and row.status == "running":
+            _refuse_if_alive(cfg, row)
         if row is not None:
             old_base = json.loads(row.params or "{}").get("base_url")
             if old_base and base_url and old_base != base_url:  # the demo server got a new port
@@ -155,6 +159,29 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
                                              "meta": json.dumps(r.meta, default=str), "state": "pending"}
                                             for r in requests])
         return RunState(run_id=run_id, pending=requests, seen={hash(r.url) for r in requests})
+
+
+def _refuse_if_alive(cfg: Config, row) -> None:
+    """A run marked `running` is resumed only if its process is gone: two overlapping cron runs of one
+    job must not both work the same frontier."""
+    params = json.loads(row.params or "{}")
+    pid, host = params.get("pid"), params.get("host")
+    if not pid or host != socket.gethostname() or pid == os.getpid():
+        return
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return  # it died (crash, kill -9, reboot): resume
+    except PermissionError:
+        pass  # alive, owned by someone else
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as fh:
+            if b"etl" not in fh.read():
+                return  # the pid was reused by an unrelated process
+    except OSError:
+        pass
+    raise db.DatabaseError(f"job {cfg.job!r} is already running (run {row.id}, pid {pid}); "
+                           "wait for it or stop it first")
 
 
 def load_frontier(conn, state: RunState) -> None:

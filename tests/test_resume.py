@@ -154,3 +154,18 @@ def test_writer_process_killed_mid_run_is_replaced(tmp_path: Path) -> None:
     assert "writer process lost" in text
     assert len(re.findall(r"writer process started", text)) == 2
     check_complete(db)
+
+
+def test_second_run_while_the_first_is_alive_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "etl.db"
+    first = start(db)
+    try:
+        wait_for(db, first, 1)
+        second = start(db)
+        out, _ = second.communicate(timeout=120)
+        assert second.returncode == 2 and "already running" in out, out
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert "(resumed)" in finish(db)
+    check_complete(db)
