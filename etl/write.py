@@ -207,7 +207,7 @@ class Writer:
                                     self._copy_upsert(conn, rows)
                                 else:
                                     conn.execute(self.upsert, rows)
-                        except (DBAPIError, DriverError) as exc:
+                        except Exception as exc:  # refused data (or a driver that cannot encode it)
                             if _is_disconnect(exc):
                                 raise
                             rows = self._row_by_row(conn, rows, batch)
@@ -303,11 +303,11 @@ class Writer:
                 with conn.begin_nested():
                     conn.execute(self.upsert, [row])
                 good.append(row)
-            except DBAPIError as exc:
-                if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            except Exception as exc:
+                if _is_disconnect(exc):
                     raise
                 where = row.get("url") or ":".join(str(row[k]) for k in self.key)
-                error = str(exc.orig or exc).strip().splitlines()[0][:500]
+                error = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0][:500]
                 batch.failures.append({"run_id": self.s.run_id, "url": str(where), "stage": "write",
                                        "status": None, "error": error, "attempts": 1,
                                        "at": dt.datetime.now(dt.UTC)})

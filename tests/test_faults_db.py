@@ -173,3 +173,23 @@ def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str, filler: int
     assert ids == ["ok1", "ok2"] + [f"z{i:03d}" for i in range(filler)]
     failures = table(pg_url, "SELECT stage, error FROM failures")
     assert len(failures) == 1 and failures[0]["stage"] == "write" and "too long" in failures[0]["error"]
+
+
+def test_value_the_driver_cannot_take_is_a_failure_sqlite(sqlite_url: str) -> None:
+    """sqlite3 raises OverflowError (not a database error) for a 2**70 integer: still one failed row."""
+    db.upgrade(sqlite_url)
+    engine = db.make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO runs (id, job, config_digest, started_at, status, pages_ok, pages_failed, "
+                          "rows_written) VALUES (1, 'j', 'd', :t, 'running', 0, 0, 0)"), {"t": dt.datetime.now(dt.UTC)})
+    engine.dispose()
+    writer = Writer(WriterSettings(url=sqlite_url, table="listings", run_id=1))
+    batch = Batch()
+    rows = [{"source": "t", "listing_id": "a", "rooms": 2}, {"source": "t", "listing_id": "b", "rooms": 2**70},
+            {"source": "t", "listing_id": "c", "title": "lone \udcff surrogate"}, {"source": "t", "listing_id": "d"}]
+    writer.add(batch, ("page", "http://x/1", rows, [], "done"))
+    writer.flush(batch)
+    writer.engine.dispose()
+    ids = [r["listing_id"] for r in table(sqlite_url, "SELECT listing_id FROM listings ORDER BY 1")]
+    assert "a" in ids and "d" in ids and "b" not in ids
+    assert len(table(sqlite_url, "SELECT * FROM failures WHERE stage = 'write'")) == 4 - len(ids)

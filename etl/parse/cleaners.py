@@ -49,8 +49,12 @@ def to_decimal(text: str | None, scale: Decimal | int | float | str | None = Non
 
 
 def to_int(text: str | None, scale: Decimal | int | float | str | None = None) -> int | None:
+    """Whole number, rounded half up; None beyond 64 bits (no database column could hold it)."""
     value = to_decimal(text, scale)
-    return None if value is None else int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if value is None:
+        return None
+    number = int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return number if -(2**63) <= number < 2**63 else None
 
 
 def to_float(text: str | None, scale: Decimal | int | float | str | None = None) -> float | None:
