@@ -217,3 +217,89 @@ class Fetcher:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else ""
+
+
+# ------------------------------------------------------------------------------------------ the stage
+def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
+    """The fetch stage's own process: a thread pool of Fetchers. Pages go back already pickled, so the
+    coordinator forwards their bytes to a parse process without ever unpickling a body."""
+    import pickle
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    fetcher = Fetcher(**fetcher_kwargs)
+    send_lock = threading.Lock()
+
+    def run(request: Request) -> None:
+        result = fetcher.fetch(request)
+        if isinstance(result, Page):
+            msg = ("page", request.url, result.status, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+        else:
+            msg = ("fail", request.url, result)
+        data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
+        with send_lock:
+            try:
+                conn.send_bytes(data)
+            except OSError:
+                pass  # the coordinator is gone
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fetch") as pool:
+        while True:
+            try:
+                request = conn.recv()
+            except (EOFError, OSError):
+                break
+            if request is None:
+                break
+            pool.submit(run, request)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class FetchStage:
+    """The fetch thread pool, in a process of its own so that its GIL does nothing but fetch."""
+
+    def __init__(self, ctx, fetcher_kwargs: dict, threads: int) -> None:
+        self.ctx, self.kwargs, self.threads = ctx, fetcher_kwargs, threads
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.conn, child = self.ctx.Pipe()
+        self.process = self.ctx.Process(target=_stage_main, args=(child, self.kwargs, self.threads),
+                                        daemon=True, name="etl-fetch")
+        self.process.start()
+        child.close()
+        log.info("fetch process started (pid %d)", self.process.pid)
+
+    def submit(self, request: Request) -> bool:
+        try:
+            self.conn.send(request)
+            return True
+        except OSError:
+            return False
+
+    def results(self) -> list[tuple]:
+        """Everything that has arrived: ("page", url, status, pickled Page) or ("fail", url, FetchFailure).
+        Raises EOFError when the stage process has died."""
+        out = []
+        while self.conn.poll():
+            out.append(self.conn.recv())
+        return out
+
+    def restart(self) -> None:
+        log.warning("the fetch process died (exit code %s); restarting it", self.process.exitcode)
+        self.conn.close()
+        self.process.join(timeout=5)
+        self._spawn()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        self.conn.close()

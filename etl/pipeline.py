@@ -14,20 +14,19 @@ import heapq
 import json
 import logging
 import multiprocessing as mp
-import os
 import queue
 import random
 import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from etl.config import Config
-from etl.fetch import Fetcher, FetchFailure
-from etl.items import Page, Parsed, Request
-from etl.parse.pool import CRASHED, ParsePool
+from etl.fetch import FetchFailure, FetchStage
+from etl.items import Parsed, Request
+from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.progress import Progress
 from etl.runs import RunState, finish_run, open_run
 from etl.write import WriterSettings, writer_main
@@ -74,10 +73,7 @@ class Coordinator:
         self.retries: list[tuple[float, int, Request]] = []
         self.stop_requested = threading.Event()
         self.writer_restarts = 0
-        self.done: queue.SimpleQueue[Future] = queue.SimpleQueue()  # unbounded, but never holds more than in flight
-        self.wake_r, self.wake_w = os.pipe()  # a finished fetch wakes the loop waiting on parse results
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)  # a full pipe already means "wake up"
+        self.fetch: FetchStage | None = None
         self._seq = 0
         self.outgoing: list[tuple] = []  # writer messages not sent yet (see _post)
         self.last_post = time.monotonic()
@@ -142,19 +138,17 @@ class Coordinator:
             raise RunFailed(f"database writes failed: {error}")
         raise WriterLost(f"the writer process died (exit code {self.writer.exitcode})")
 
-    def _recover_writer(self, fetching: dict) -> None:
+    def _recover_writer(self) -> None:
         """Lost messages are not lost work: the frontier in the database still says which pages are not
-        done. Let in-flight fetches finish (dropped), reload the frontier, start a writer. Pages still being
-        parsed are handled as usual; if the reload queues them again, the upsert makes that harmless."""
+        done. Reload it and start a writer. Pages in flight finish as usual; if the reload queues one of
+        them again, the upsert makes that harmless."""
         self.writer_restarts += 1
         if self.writer_restarts > MAX_WRITER_RESTARTS:
             raise RunFailed(f"the writer process died {self.writer_restarts} times; giving up")
         log.warning("writer process lost (exit code %s); restarting it and reloading the frontier",
                     self.writer.exitcode)
-        wait(list(fetching), timeout=self.cfg.read_timeout + self.cfg.connect_timeout + 30)
-        fetching.clear()  # their pages are still pending in the frontier we reload
         self.retries.clear()
-        self.outgoing = []  # unsent messages: their pages are still pending in the reloaded frontier
+        self.outgoing = []  # unsent messages: their pages are still pending in the frontier we reload
         from etl.runs import reload_state
 
         reload_state(self.cfg, self.state)
@@ -207,18 +201,16 @@ class Coordinator:
         self._post(("fail", req.url, stage, status, error, req.attempt + 1))
         self._post(("page", req.url, [], [], "failed"))
 
-    def _fetched(self, req: Request, result: Page | FetchFailure) -> Page | None:
-        if isinstance(result, Page):
-            return result
+    def _fetched(self, req: Request, result: FetchFailure) -> None:
+        """A fetch that failed: retry later (backoff with jitter, or Retry-After), or record the failure."""
         if result.retryable and req.attempt + 1 < self.cfg.retries:
             backoff = self.cfg.backoff * (2 ** req.attempt) * (0.5 + random.random())
             delay = max(backoff, result.retry_after or 0.0)
             req.attempt += 1
             self._seq += 1
             heapq.heappush(self.retries, (time.monotonic() + delay, self._seq, req))
-            return None
+            return
         self._failed(req, "fetch", result.error, result.status)
-        return None
 
     def _parsed(self, parsed: Parsed, status: int = 200) -> None:
         req = parsed.request
@@ -245,60 +237,56 @@ class Coordinator:
         self.stats.skipped += parsed.skipped
         self._post(("page", req.url, parsed.rows, links, "done"))
 
-    def _fetch_done(self, fut: Future) -> None:
-        """Runs in the fetch thread: hand the result to the loop and wake it."""
-        self.done.put(fut)
+    def _handle_fetches(self, fetching: dict[str, Request]) -> None:
         try:
-            os.write(self.wake_w, b"!")
-        except OSError:
-            pass
-
-    def _handle_fetches(self, fetching: dict) -> None:
-        while True:
-            try:
-                fut = self.done.get_nowait()
-            except queue.Empty:
-                return
-            req = fetching.pop(fut, None)
+            messages = self.fetch.results()
+        except (EOFError, OSError):  # the fetch process died: its requests go back to the frontier
+            self.fetch.restart()
+            for req in fetching.values():
+                self._queue(req)
+            fetching.clear()
+            return
+        for msg in messages:
+            req = fetching.pop(msg[1], None)
             if req is None:
-                continue  # dropped by a writer recovery
-            page = self._fetched(req, fut.result())
-            if page is not None:
-                self.pool.submit(page)
-
-    def _handle_parsed(self, results: list) -> None:
-        for item, result in results:
-            req = item.request if isinstance(item, Page) else item
-            if result is CRASHED:
-                self._failed(req, "parse", "the parse process died while parsing this page (alone)")
+                continue  # already handed back (restart) or fetched twice after a writer recovery
+            if msg[0] == "page":
+                self.pool.submit(Job(req, msg[2], msg[3]))
             else:
-                self._parsed(result, item.status if isinstance(item, Page) else 200)
+                self._fetched(req, msg[2])
+
+    def _handle_parsed(self, results: list[tuple[Job, Any]]) -> None:
+        for job, result in results:
+            if result is CRASHED:
+                self._failed(job.request, "parse", "the parse process died while parsing this page (alone)")
+            else:
+                self._parsed(result, job.status)
 
     # ------------------------------------------------------------------------------- main loop
-    def run(self, fetcher: Fetcher | None) -> Stats:
+    def run(self, fetcher_kwargs: dict | None) -> Stats:
         self._start_writer()
         self._start_parsers()
-        threads = ThreadPoolExecutor(max_workers=self.cfg.fetch_threads, thread_name_prefix="fetch")
+        if fetcher_kwargs is not None:
+            self.fetch = FetchStage(self.ctx, fetcher_kwargs, self.cfg.fetch_threads)
         try:
             while True:
-                self._loop(fetcher, threads)
+                self._loop()
                 try:
                     self.stats.rows = self._stop_writer()
                     return self.stats
                 except WriterLost:  # died while flushing the end of the run: recover, finish what is left
-                    self._recover_writer({})
+                    self._recover_writer()
         finally:
-            threads.shutdown(wait=False, cancel_futures=True)
+            if self.fetch is not None:
+                self.fetch.close()
             self.pool.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
             if self.writer.is_alive():
                 self.writer.join(timeout=5)
                 if self.writer.is_alive():
                     self.writer.terminate()
 
-    def _loop(self, fetcher: Fetcher | None, threads: ThreadPoolExecutor) -> None:
-        fetching: dict[Future, Request] = {}
+    def _loop(self) -> None:
+        fetching: dict[str, Request] = {}
         limit = self.cfg.max_pages or None
         started = 0
         last_counts = time.monotonic()
@@ -315,23 +303,18 @@ class Coordinator:
                         break
                     started += 1
                     if req.kind == "rows":
-                        self.pool.submit(req)
+                        self.pool.submit(Job.of(req))
                     else:
-                        fut = threads.submit(fetcher.fetch, req)
-                        fetching[fut] = req
-                        fut.add_done_callback(self._fetch_done)
+                        fetching[req.url] = req
+                        self.fetch.submit(req)
             idle = not fetching and not self.pool.inflight()
             if idle and (self.stop_requested.is_set() or not self.retries and (
                     not self._has_pending() or (limit is not None and started >= limit))):
                 break
-            results, woken = self.pool.poll(0.2, [self.wake_r])
-            if woken:
-                try:
-                    os.read(self.wake_r, 65536)
-                except BlockingIOError:
-                    pass
+            results, ready = self.pool.poll(0.2, [self.fetch.conn] if self.fetch else [])
             try:
-                self._handle_fetches(fetching)
+                if ready:
+                    self._handle_fetches(fetching)
                 self._handle_parsed(results)
                 if self.outgoing and time.monotonic() - self.last_post > 0.05:
                     self._flush_outgoing()
@@ -340,7 +323,7 @@ class Coordinator:
                     self._flush_outgoing()
                     self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
             except WriterLost:
-                self._recover_writer(fetching)
+                self._recover_writer()
             self.progress.update(self.stats, len(fetching) + self.pool.inflight())
 
     def install_signal_handlers(self) -> dict:

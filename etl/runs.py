@@ -20,7 +20,6 @@ from sqlalchemy import func, insert, select, text, update
 
 from etl import db, schema
 from etl.config import Config, mask_url
-from etl.fetch import Fetcher
 from etl.items import Request
 
 log = logging.getLogger("etl.runs")
@@ -81,7 +80,7 @@ def _load_stocks(engine) -> None:
         conn.execute(upsert_statement(engine, "stocks"), rows)
 
 
-def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], Fetcher | None, Callable[[], None]]:
+def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], dict | None, Callable[[], None]]:
     db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
     server, base_url = (None, None)
     start_urls = cfg.start_urls
@@ -104,12 +103,12 @@ def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], Fetch
             _load_stocks(engine)
     finally:
         engine.dispose()
-    fetcher = None
+    fetcher = None  # the fetch stage builds its Fetcher in its own process from these settings
     if cfg.source_type == "http":
-        fetcher = Fetcher(domains=domains, user_agent=cfg.user_agent, per_host=cfg.per_host, delay=cfg.delay,
-                          connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
-                          max_bytes=cfg.max_bytes, robots=cfg.robots, pool_size=cfg.fetch_threads,
-                          total_timeout=cfg.total_timeout)
+        fetcher = dict(domains=domains, user_agent=cfg.user_agent, per_host=cfg.per_host, delay=cfg.delay,
+                       connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
+                       max_bytes=cfg.max_bytes, robots=cfg.robots, pool_size=cfg.fetch_threads,
+                       total_timeout=cfg.total_timeout)
         if not cfg.robots:
             log.warning("robots.txt is NOT obeyed for this run ([politeness] robots = false)")
 

@@ -14,9 +14,11 @@ import datetime as dt
 import io
 import json
 import logging
+import multiprocessing
 import operator
 import os
 import queue
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,6 +320,9 @@ class Writer:
 def writer_main(settings: WriterSettings, inbox, outbox) -> None:
     """Process entry point. Reports ("done", rows_written, batches) or ("error", message) on outbox."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator stops us after the last batch
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
     try:
         writer = Writer(settings)
         batch = Batch()
@@ -328,6 +333,8 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
                 msg = inbox.get(timeout=max(0.05, settings.flush_seconds / 2))
             except queue.Empty:
                 msg = None
+                if parent is not None and not parent.is_alive():
+                    stopping = True  # the coordinator is gone: commit the whole pages we hold, then exit
             if msg is not None:
                 if msg[0] == "stop":
                     stopping = True

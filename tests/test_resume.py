@@ -169,3 +169,35 @@ def test_second_run_while_the_first_is_alive_is_refused(tmp_path: Path) -> None:
         first.communicate(timeout=60)
     assert "(resumed)" in finish(db)
     check_complete(db)
+
+
+def test_fetch_process_killed_mid_run_is_replaced(tmp_path: Path) -> None:
+    import re
+
+    db = tmp_path / "etl.db"
+    log = tmp_path / "stderr.log"
+    cmd = [sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", f"sqlite:///{db}",
+           "--quiet", "--set", f"source.demo.listings={LISTINGS}", "--set", "source.demo.encoding=gbk"]
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        wait_for(db, proc, 1000)
+        pids = re.findall(r"fetch process started \(pid (\d+)\)", log.read_text())
+        os.kill(int(pids[0]), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    text = log.read_text()
+    assert proc.returncode == 0, out + text
+    assert "the fetch process died" in text
+    check_complete(db)
+
+
+def test_sigterm_to_the_whole_process_group_stops_gracefully(tmp_path: Path) -> None:
+    """What systemd does by default (KillMode=control-group): every process gets SIGTERM at once."""
+    db = tmp_path / "etl.db"
+    proc = start(db)
+    wait_for(db, proc, 500)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert table(f"sqlite:///{db}", "SELECT status FROM runs")[0]["status"] == "interrupted"
+    assert "(resumed)" in finish(db)
+    check_complete(db)

@@ -9,6 +9,7 @@ on an otherwise idle worker, and the one that kills a worker by itself is the cu
 from __future__ import annotations
 
 import logging
+import pickle
 import queue
 import threading
 from collections import deque
@@ -55,12 +56,31 @@ class _Worker:
             if item is _STOP:
                 return
             try:
-                self.conn.send(item)
+                self.conn.send_bytes(item.payload)  # the worker's recv() unpickles it
             except (OSError, EOFError, ValueError):
                 return  # the worker is gone; poll() notices the EOF and hands its pages back
 
 
 _STOP = object()
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit for a parse process: the pickled Page (or SQL range Request) as it arrived, never
+    unpickled in the coordinator, and what the coordinator needs to know about it."""
+
+    request: Request
+    status: int
+    payload: bytes
+
+    @classmethod
+    def of(cls, item: Page | Request) -> Job:
+        req = item.request if isinstance(item, Page) else item
+        status = item.status if isinstance(item, Page) else 200
+        return cls(req, status, pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
+
+
+_QUIT = Job(Request("", ""), 0, pickle.dumps(None))  # the worker's loop ends on None
 
 
 class Crashed:
@@ -74,7 +94,7 @@ class ParsePool:
     def __init__(self, ctx, processes: int, cfg, domains: tuple[str, ...], depth: int = 8) -> None:
         self.ctx, self.cfg, self.domains, self.depth = ctx, cfg, domains, depth
         self.workers = [self._spawn() for _ in range(processes)]
-        self.suspects: deque[Page | Request] = deque()
+        self.suspects: deque[Job] = deque()
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe()
@@ -93,7 +113,7 @@ class ParsePool:
     def has_room(self) -> bool:
         return not self.suspects and any(len(w.inflight) < self.depth and not w.solo for w in self.workers)
 
-    def submit(self, item: Page | Request) -> None:
+    def submit(self, item: Job) -> None:
         """Send to the least busy worker (callers check has_room; a full pool still accepts)."""
         if self.suspects:
             self.suspects.append(item)  # keep order behind the suspects being cleared
@@ -102,7 +122,7 @@ class ParsePool:
         candidates = [w for w in self.workers if not w.solo] or self.workers
         self._send(min(candidates, key=lambda w: len(w.inflight)), item)
 
-    def _send(self, w: _Worker, item: Page | Request) -> None:
+    def _send(self, w: _Worker, item: Job) -> None:
         w.inflight.append(item)
         w.outbox.put(item)
 
@@ -148,12 +168,12 @@ class ParsePool:
         self.suspects.extend(lost)
         return []
 
-    def pending_items(self) -> list[Page | Request]:
+    def pending_items(self) -> list[Job]:
         return [item for w in self.workers for item in w.inflight] + list(self.suspects)
 
     def close(self, timeout: float = 10.0) -> None:
         for w in self.workers:
-            w.outbox.put(None)  # tells the worker to exit
+            w.outbox.put(_QUIT)  # tells the worker to exit
             w.outbox.put(_STOP)  # then the sender thread
         for w in self.workers:
             w.process.join(timeout=timeout)

@@ -18,7 +18,8 @@ _state: dict[str, Any] = {}
 
 
 def init_worker(cfg: Config, domains: tuple[str, ...]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and systemd's SIGTERM to the whole group
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # reach the coordinator, which stops us in order
     from etl.parse.extract import Extractor
 
     _state.clear()
