@@ -1,11 +1,11 @@
 """The coordinator: owns the frontier and moves work between the three stages.
 
-    frontier ─▶ fetch (ThreadPoolExecutor) ─▶ parse (ProcessPoolExecutor) ─▶ writer (one Process)
+    frontier ─▶ fetch (thread pool, in the fetch process) ─▶ parse (process pool) ─▶ writer (one process)
 
-It runs in the main process, never touches the database while the writer runs, and keeps every stage
-bounded: at most `fetch_threads` requests in flight, a few pages per parse process, and a bounded writer
-queue — so memory stays flat whatever the size of the crawl. Detail pages are fetched before more list
-pages, which keeps the in-memory frontier small.
+It runs in the main process, never writes to the database while the writer runs, and keeps every stage
+bounded: at most `fetch_threads` requests in flight, at most a few pages queued per parse process, and a
+bounded writer queue. Detail pages are fetched first, then further pages of a list, then new facets —
+which keeps the part of the frontier held in memory short.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class Coordinator:
 
     # ------------------------------------------------------------------------------- frontier
     def _queue(self, req: Request) -> None:
+        """Three priorities: detail pages (and SQL ranges), further list pages, new facets (last in, first out)."""
         if req.kind == self.detail_kind or req.kind == "rows":
             self.pending[0].append(req)
         elif req.meta.get("page", 1) > 1:
