@@ -117,6 +117,7 @@ class Config:
     engine: str
     max_pages: int
     start_method: str
+    frontier_memory: int
     per_host: int
     delay: float
     robots: bool
@@ -144,7 +145,7 @@ class Config:
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {"fetch_threads": 16, "parse_processes": 0, "batch_size": 1000, "flush_seconds": 1.0,
-            "engine": "selectolax", "max_pages": 0, "start_method": "spawn"},
+            "engine": "selectolax", "max_pages": 0, "start_method": "spawn", "frontier_memory": 200_000},
     "politeness": {"per_host": 16, "delay": 0.0, "robots": True,
                    "user_agent": "etl-crawl/0.1 (+https://github.com/etl-crawl/etl-crawl)",
                    "connect_timeout": 5.0, "read_timeout": 20.0, "total_timeout": 120.0, "retries": 3, "backoff": 0.5,

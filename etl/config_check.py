@@ -278,7 +278,7 @@ def build(raw: dict[str, Any], path: str) -> Config:
         raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
     if run["parse_processes"] < 0:
         raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
-    for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("politeness", "per_host"),
+    for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("run", "frontier_memory"), ("politeness", "per_host"),
                          ("politeness", "retries"), ("politeness", "max_bytes")):
         if settings[section][key] < 1:
             raise ck.fail(f"[{section}].{key}", "must be at least 1")
@@ -291,7 +291,8 @@ def build(raw: dict[str, Any], path: str) -> Config:
         fields=fields, table=table, transform=transform, database_url=db["url"],
         fetch_threads=run["fetch_threads"], parse_processes=run["parse_processes"] or (os.cpu_count() or 2),
         batch_size=run["batch_size"], flush_seconds=run["flush_seconds"], engine=run["engine"],
-        max_pages=run["max_pages"], start_method=run["start_method"], per_host=pol["per_host"],
+        max_pages=run["max_pages"], start_method=run["start_method"], frontier_memory=run["frontier_memory"],
+        per_host=pol["per_host"],
         delay=pol["delay"], robots=pol["robots"], user_agent=pol["user_agent"],
         connect_timeout=pol["connect_timeout"], read_timeout=pol["read_timeout"],
         total_timeout=pol["total_timeout"], retries=pol["retries"],

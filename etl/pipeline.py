@@ -76,9 +76,43 @@ class Coordinator:
         self.fetch: FetchStage | None = None
         self._seq = 0
         self.outgoing: list[tuple] = []  # writer messages not sent yet (see _post)
+        self.spilled = False  # pending URLs exist only in the database (frontier_memory was reached)
         self.last_post = time.monotonic()
 
     # ------------------------------------------------------------------------------- frontier
+    @property
+    def in_memory(self) -> int:
+        return sum(len(q) for q in self.pending)
+
+    def _refill(self, busy: set[str]) -> None:
+        """The in-memory frontier ran dry while more pending URLs wait in the database: have the writer
+        commit what it holds, then read the next share of them back (reading never blocks the writer)."""
+        self._flush_outgoing()
+        self._send(("sync",))
+        deadline = time.monotonic() + self.cfg.db_retry_seconds + 60
+        while True:
+            try:
+                msg = self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                if not self.writer.is_alive():
+                    self._writer_gone()
+                if time.monotonic() > deadline:
+                    raise RunFailed("the writer did not answer a sync within its timeout") from None
+                continue
+            if msg[0] == "synced":
+                break
+            if msg[0] == "error":
+                raise RunFailed(f"database writes failed: {msg[1]}")
+        from etl.runs import read_pending
+
+        rows = read_pending(self.cfg, self.state.run_id, self.cfg.frontier_memory + len(busy) + 1)
+        fresh = [r for r in rows if r.url not in busy]
+        self.spilled = len(rows) > self.cfg.frontier_memory + len(busy)
+        for req in fresh[:self.cfg.frontier_memory]:
+            self._queue(req)
+        log.info("frontier: %d pending URLs read back from the database%s", min(len(fresh), self.cfg.frontier_memory),
+                 " (more remain)" if self.spilled else "")
+
     def _queue(self, req: Request) -> None:
         """Three priorities: detail pages (and SQL ranges), further list pages, new facets (last in, first out)."""
         if req.kind == self.detail_kind or req.kind == "rows":
@@ -229,7 +263,10 @@ class Coordinator:
             key = hash(link.url)
             if key not in self.seen:
                 self.seen.add(key)
-                self._queue(link)
+                if self.in_memory < self.cfg.frontier_memory:
+                    self._queue(link)
+                else:
+                    self.spilled = True  # persisted as pending by the writer; read back by _refill
                 links.append((link.url, link.kind, json.dumps(link.meta, default=_json_default,
                                                                ensure_ascii=False)))
         self.stats.pages_ok += 1
@@ -295,6 +332,10 @@ class Coordinator:
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
                 self._queue(heapq.heappop(self.retries)[2])
+            if self.spilled and not self._has_pending() and not self.stop_requested.is_set():
+                busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
+                busy |= {req.url for _, _, req in self.retries}
+                self._refill(busy)
             if not self.stop_requested.is_set():
                 # Fetch only as fast as the parse processes keep up: the pool's room is the backpressure.
                 while (len(fetching) < self.cfg.fetch_threads and self.pool.has_room()
@@ -308,7 +349,7 @@ class Coordinator:
                     else:
                         fetching[req.url] = req
                         self.fetch.submit(req)
-            idle = not fetching and not self.pool.inflight()
+            idle = not fetching and not self.pool.inflight() and not self.spilled
             if idle and (self.stop_requested.is_set() or not self.retries and (
                     not self._has_pending() or (limit is not None and started >= limit))):
                 break

@@ -198,6 +198,21 @@ def load_frontier(conn, state: RunState) -> None:
             state.pages_failed += 1
 
 
+def read_pending(cfg: Config, run_id: int, limit: int) -> list[Request]:
+    """Pending frontier entries, detail pages first (they finish listings), at most `limit`."""
+    frontier = schema.frontier
+    engine = db.make_engine(cfg.database_url)
+    try:
+        with engine.connect() as conn:
+            detail = cfg.items.detail.kind if cfg.items and cfg.items.detail else ""
+            rows = conn.execute(select(frontier.c.url, frontier.c.kind, frontier.c.meta)
+                                .where(frontier.c.run_id == run_id, frontier.c.state == "pending")
+                                .order_by(frontier.c.kind != detail).limit(limit)).all()
+        return [Request(url, kind, json.loads(meta) if meta else {}) for url, kind, meta in rows]
+    finally:
+        engine.dispose()
+
+
 def reload_state(cfg: Config, state: RunState) -> None:
     """After losing the writer: the database is the truth about what was committed."""
     engine = db.make_engine(cfg.database_url)

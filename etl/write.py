@@ -38,6 +38,7 @@ _SLOW_BATCH = float(os.environ.get("ETL_TEST_SLOW_BATCH", "0") or 0)
 #   ("fail", url, stage, status, error, attempts)
 #   ("counts", pages_ok, pages_failed)
 #   ("bundle", [message, ...])         several of the above in one pickle
+#   ("sync",)                          commit now and answer ("synced",) on the outbox
 #   ("stop",)
 
 
@@ -338,6 +339,12 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
             if msg is not None:
                 if msg[0] == "stop":
                     stopping = True
+                elif msg[0] == "sync":  # the coordinator wants to read the frontier: commit first
+                    writer.flush(batch)
+                    batch = Batch()
+                    last = time.monotonic()
+                    outbox.put(("synced",))
+                    continue
                 else:
                     writer.add(batch, msg)
             if stopping or len(batch) >= settings.batch_size or (

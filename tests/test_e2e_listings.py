@@ -102,3 +102,13 @@ def test_another_city_is_one_value(sqlite_url: str, demo_config: str) -> None:
     crawl(demo_config, sqlite_url, "city=sh", "run.engine=bs4", f"source.demo.listings={1200}")
     rows = table(sqlite_url, "SELECT count(*) AS n, min(city) AS c FROM listings")
     assert rows[0]["c"] == "sh"
+
+
+def test_frontier_spills_to_the_database_and_reads_back(sqlite_url: str, demo_config: str) -> None:
+    """With room for only 20 pending URLs in memory, the rest wait in the database and are read back."""
+    cfg = config.load(demo_config, ["source.demo.listings=3500", "source.demo.encoding=gbk",
+                                    "run.frontier_memory=20"], database_url=sqlite_url)
+    state, stats = run_job(cfg, progress=Progress(enabled=False))
+    assert stats.pages_failed == 0
+    assert_matches_truth(sqlite_url, listings=3500)
+    assert table(sqlite_url, "SELECT count(*) AS n FROM frontier WHERE state = 'pending'")[0]["n"] == 0

@@ -201,3 +201,15 @@ def test_sigterm_to_the_whole_process_group_stops_gracefully(tmp_path: Path) -> 
     assert table(f"sqlite:///{db}", "SELECT status FROM runs")[0]["status"] == "interrupted"
     assert "(resumed)" in finish(db)
     check_complete(db)
+
+
+def test_sigkill_with_a_spilled_frontier_then_resume(tmp_path: Path) -> None:
+    db = tmp_path / "etl.db"
+    proc = start(db, "--set", "run.frontier_memory=20")
+    wait_for(db, proc, 1500)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    resume = start(db, "--set", "run.frontier_memory=20")
+    out, _ = resume.communicate(timeout=300)
+    assert resume.returncode == 0 and "(resumed)" in out, out
+    check_complete(db)
