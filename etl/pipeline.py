@@ -68,7 +68,7 @@ class Coordinator:
         detail = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
         self.detail_kind = detail
         self.pending: list[deque[Request]] = [deque(), deque(), deque()]
-        for req in state.pending:
+        for req in state.pending[:cfg.frontier_memory]:
             self._queue(req)
         self.retries: list[tuple[float, int, Request]] = []
         self.stop_requested = threading.Event()
@@ -76,7 +76,8 @@ class Coordinator:
         self.fetch: FetchStage | None = None
         self._seq = 0
         self.outgoing: list[tuple] = []  # writer messages not sent yet (see _post)
-        self.spilled = False  # pending URLs exist only in the database (frontier_memory was reached)
+        self.spilled = len(state.pending) > cfg.frontier_memory  # some pending URLs are only in the database
+        state.pending = []
         self.last_post = time.monotonic()
 
     # ------------------------------------------------------------------------------- frontier
@@ -190,8 +191,10 @@ class Coordinator:
         self.seen = self.state.seen
         self.stats.pages_ok, self.stats.pages_failed = self.state.pages_ok, self.state.pages_failed
         self.pending = [deque(), deque(), deque()]
-        for req in self.state.pending:
+        for req in self.state.pending[:self.cfg.frontier_memory]:
             self._queue(req)
+        self.spilled = len(self.state.pending) > self.cfg.frontier_memory
+        self.state.pending = []
         self._start_writer()
 
     def _writer_error(self) -> str | None:
@@ -335,7 +338,10 @@ class Coordinator:
             if self.spilled and not self._has_pending() and not self.stop_requested.is_set():
                 busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
                 busy |= {req.url for _, _, req in self.retries}
-                self._refill(busy)
+                try:
+                    self._refill(busy)
+                except WriterLost:
+                    self._recover_writer()  # reloads the frontier from the database anyway
             if not self.stop_requested.is_set():
                 # Fetch only as fast as the parse processes keep up: the pool's room is the backpressure.
                 while (len(fetching) < self.cfg.fetch_threads and self.pool.has_room()
