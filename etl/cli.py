@@ -98,6 +98,23 @@ def cmd_demo_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo_truth(args: argparse.Namespace) -> int:
+    """The generator's ground truth as JSON lines: what a correct crawl of the demo site must store."""
+    import json
+
+    from etl.demo.site import DemoSite, SiteOptions
+
+    site = DemoSite(SiteOptions(listings=args.listings, seed=args.seed, encoding=args.encoding))
+    rows = site.district_summary(args.city) if args.summary else site.truth(args.city)
+    try:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, default=str))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
 def cmd_seed_news(args: argparse.Namespace) -> int:
     from etl.config import mask_url
     from etl.sources.news_seed import seed_news
@@ -150,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--news", type=int, default=2000, help="articles in the news section")
     serve.set_defaults(func=cmd_demo_serve)
+    truth = demo.add_parser("truth", help="print what the demo site serves, as JSON lines")
+    truth.add_argument("--city", default="bj")
+    truth.add_argument("--listings", type=int, default=5000)
+    truth.add_argument("--encoding", choices=["utf-8", "gbk"], default="gbk")
+    truth.add_argument("--seed", type=int, default=0)
+    truth.add_argument("--summary", action="store_true", help="per district: count and average unit price")
+    truth.set_defaults(func=cmd_demo_truth)
     seed = demo.add_parser("seed-news", help="fill a news table with synthetic scored articles")
     seed.add_argument("--rows", type=int, required=True)
     seed.add_argument("--db", help="database URL (default: ETL_DATABASE_URL or sqlite:///etl.db)")
