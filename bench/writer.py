@@ -101,14 +101,7 @@ def bench_rows_only(url: str, rows: list[dict[str, Any]]) -> float:
 
 
 def bench_writer(url: str, rows: list[dict[str, Any]]) -> float:
-    engine = db.make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE listings"))
-        run_id = conn.execute(insert(schema.runs).values(
-            job="bench-writer", config_digest="x", started_at=dt.datetime.now(dt.UTC), status="running",
-            pages_ok=0, pages_failed=0, rows_written=0)).inserted_primary_key[0]
-    engine.dispose()
-    writer = Writer(WriterSettings(url=url, table="listings", run_id=run_id, batch_size=1000))
+    writer = Writer(WriterSettings(url=url, table="listings", run_id=_new_run(url), batch_size=1000))
     base = "http://127.0.0.1:8000"
     msgs: list[tuple] = []
     for i in range(0, len(rows), 30):  # one list page: 30 detail links discovered, then the details

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl.config import mask_url
+from etl.errors import one_line
 
 
 class DatabaseError(Exception):
@@ -78,7 +79,7 @@ def upgrade(url: str) -> str:
         try:
             current = current_revision(engine)
         except SQLAlchemyError as exc:
-            raise DatabaseError(f"cannot connect to {mask_url(url)}: {str(exc.orig or exc).strip().splitlines()[0]}") from None
+            raise DatabaseError(f"cannot connect to {mask_url(url)}: {one_line(exc, 1000)}") from None
         script = ScriptDirectory.from_config(_alembic_config())
         known = {rev.revision for rev in script.walk_revisions()}
         if current is not None and current not in known:

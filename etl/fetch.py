@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from etl.errors import one_line
 from etl.items import Page, Request
 from etl.parse.extract import allowed
 from etl.robots import Robots
@@ -209,20 +210,16 @@ class Fetcher:
                             b"".join(chunks))
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
-            return FetchFailure(request, f"{type(exc).__name__}: {_first_line(exc)}", None, True)
+            return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}", None, True)
         except requests.RequestException as exc:
-            return FetchFailure(request, f"{type(exc).__name__}: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
+            return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}")
 
 
 # ------------------------------------------------------------------------------------------ the stage
 def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
     """The fetch stage's own process: a thread pool of Fetchers. Pages go back already pickled, so the
-    coordinator forwards their bytes to a parse process without ever unpickling a body."""
+    coordinator forwards their bytes to a parse process without ever unpickling a body. Messages:
+    ("page", url, status) followed by the pickled Page, or ("fail", url, FetchFailure)."""
     import pickle
     import signal
     from concurrent.futures import ThreadPoolExecutor
@@ -234,14 +231,15 @@ def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
 
     def run(request: Request) -> None:
         result = fetcher.fetch(request)
-        if isinstance(result, Page):
-            msg = ("page", request.url, result.status, pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
-        else:
-            msg = ("fail", request.url, result)
-        data = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
+        # A page is a small header, then the pickled Page as its own message: pickled once, here, and
+        # forwarded as is (one lock keeps the pair together on the pipe).
         with send_lock:
             try:
-                conn.send_bytes(data)
+                if isinstance(result, Page):
+                    conn.send(("page", request.url, result.status))
+                    conn.send_bytes(pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+                else:
+                    conn.send(("fail", request.url, result))
             except OSError:
                 pass  # the coordinator is gone
 
@@ -284,7 +282,8 @@ class FetchStage:
         Raises EOFError when the stage process has died."""
         out = []
         while self.conn.poll():
-            out.append(self.conn.recv())
+            header = self.conn.recv()
+            out.append(header + (self.conn.recv_bytes(),) if header[0] == "page" else header)
         return out
 
     def restart(self) -> None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,14 @@ class Request:
     kind: str
     meta: dict[str, Any] = field(default_factory=dict)  # page number, fields carried from a list item…
     attempt: int = 0
+
+    def meta_json(self) -> str:
+        """The meta as the frontier table stores it (so a resumed run gets the same Request back)."""
+        return json.dumps(self.meta, ensure_ascii=False, default=str)
+
+    @classmethod
+    def from_frontier(cls, url: str, kind: str, meta: str | None) -> Request:
+        return cls(url, kind, json.loads(meta) if meta else {})
 
 
 @dataclass(slots=True)

@@ -11,7 +11,6 @@ which keeps the part of the frontier held in memory short.
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import multiprocessing as mp
 import queue
@@ -45,10 +44,6 @@ class WriterLost(Exception):
 MAX_WRITER_RESTARTS = 3
 
 
-def _json_default(value):
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
 @dataclass
 class Stats:
     pages_ok: int = 0
@@ -67,18 +62,14 @@ class Coordinator:
         self.seen: set[int] = state.seen  # hash(url): a third of the memory of the URLs themselves
         detail = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
         self.detail_kind = detail
-        self.pending: list[deque[Request]] = [deque(), deque(), deque()]
-        for req in state.pending[:cfg.frontier_memory]:
-            self._queue(req)
         self.retries: list[tuple[float, int, Request]] = []
         self.stop_requested = threading.Event()
         self.writer_restarts = 0
         self.fetch: FetchStage | None = None
         self._seq = 0
         self.outgoing: list[tuple] = []  # writer messages not sent yet (see _post)
-        self.spilled = len(state.pending) > cfg.frontier_memory  # some pending URLs are only in the database
-        state.pending = []
         self.last_post = time.monotonic()
+        self._load_pending()
 
     # ------------------------------------------------------------------------------- frontier
     @property
@@ -113,6 +104,14 @@ class Coordinator:
             self._queue(req)
         log.info("frontier: %d pending URLs read back from the database%s", min(len(fresh), self.cfg.frontier_memory),
                  " (more remain)" if self.spilled else "")
+
+    def _load_pending(self) -> None:
+        """Take the pending URLs the database gave (run start, resume, writer recovery), up to the cap."""
+        self.pending: list[deque[Request]] = [deque(), deque(), deque()]
+        for req in self.state.pending[:self.cfg.frontier_memory]:
+            self._queue(req)
+        self.spilled = len(self.state.pending) > self.cfg.frontier_memory  # the rest wait in the database
+        self.state.pending = []
 
     def _queue(self, req: Request) -> None:
         """Three priorities: detail pages (and SQL ranges), further list pages, new facets (last in, first out)."""
@@ -190,11 +189,7 @@ class Coordinator:
         reload_state(self.cfg, self.state)
         self.seen = self.state.seen
         self.stats.pages_ok, self.stats.pages_failed = self.state.pages_ok, self.state.pages_failed
-        self.pending = [deque(), deque(), deque()]
-        for req in self.state.pending[:self.cfg.frontier_memory]:
-            self._queue(req)
-        self.spilled = len(self.state.pending) > self.cfg.frontier_memory
-        self.state.pending = []
+        self._load_pending()
         self._start_writer()
 
     def _writer_error(self) -> str | None:
@@ -270,8 +265,7 @@ class Coordinator:
                     self._queue(link)
                 else:
                     self.spilled = True  # persisted as pending by the writer; read back by _refill
-                links.append((link.url, link.kind, json.dumps(link.meta, default=_json_default,
-                                                               ensure_ascii=False)))
+                links.append((link.url, link.kind, link.meta_json()))
         self.stats.pages_ok += 1
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 
 from etl import db, schema
 from etl.config import Config, mask_url
@@ -155,8 +155,7 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
             requests = [Request(u, first_kind, {}) for u in dict.fromkeys(start_urls)]
         if requests:
             conn.execute(insert(frontier), [{"run_id": run_id, "url": r.url, "kind": r.kind,
-                                             "meta": json.dumps(r.meta, default=str), "state": "pending"}
-                                            for r in requests])
+                                             "meta": r.meta_json(), "state": "pending"} for r in requests])
         return RunState(run_id=run_id, pending=requests, seen={hash(r.url) for r in requests})
 
 
@@ -191,7 +190,7 @@ def load_frontier(conn, state: RunState) -> None:
                                             .where(frontier.c.run_id == state.run_id)):
         state.seen.add(hash(url))
         if st == "pending":
-            state.pending.append(Request(url, kind, json.loads(meta) if meta else {}))
+            state.pending.append(Request.from_frontier(url, kind, meta))
         elif st == "done":
             state.pages_ok += 1
         else:
@@ -208,7 +207,7 @@ def read_pending(cfg: Config, run_id: int, limit: int) -> list[Request]:
             rows = conn.execute(select(frontier.c.url, frontier.c.kind, frontier.c.meta)
                                 .where(frontier.c.run_id == run_id, frontier.c.state == "pending")
                                 .order_by(frontier.c.kind != detail).limit(limit)).all()
-        return [Request(url, kind, json.loads(meta) if meta else {}) for url, kind, meta in rows]
+        return [Request.from_frontier(url, kind, meta) for url, kind, meta in rows]
     finally:
         engine.dispose()
 
@@ -231,10 +230,9 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
         with engine.begin() as conn:
             values = {"status": status, "pages_ok": stats.pages_ok, "pages_failed": stats.pages_failed,
                       "message": message, "finished_at": dt.datetime.now(dt.UTC)}
-            if status != "running":
-                total = conn.execute(select(func.coalesce(func.max(schema.runs.c.rows_written), 0))
-                                     .where(schema.runs.c.id == state.run_id)).scalar()
-                values["rows_written"] = max(total or 0, stats.rows)
+            written = conn.execute(select(schema.runs.c.rows_written)
+                                   .where(schema.runs.c.id == state.run_id)).scalar()
+            values["rows_written"] = max(written or 0, stats.rows)  # the writer's count, or ours if higher
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])

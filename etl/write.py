@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl import schema
 from etl.db import make_engine
+from etl.errors import one_line
 
 log = logging.getLogger("etl.write")
 _SLOW_BATCH = float(os.environ.get("ETL_TEST_SLOW_BATCH", "0") or 0)
@@ -60,7 +61,6 @@ class Batch:
     states: dict[str, str] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     counts: tuple[int, int] | None = None
-    rows_in: int = 0
 
     def __len__(self) -> int:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
@@ -93,7 +93,8 @@ def _is_disconnect(exc: BaseException) -> bool:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
 
 
-def _copy_value(value: Any) -> str:
+def copy_value(value: Any) -> str:
+    """One value in PostgreSQL's COPY text format (NULL as \\N, escapes, the NUL rule)."""
     if value is None:
         return "\\N"
     if type(value) is str:
@@ -167,7 +168,6 @@ class Writer:
             for row in rows:
                 full = {c: row.get(c) for c in self.columns}
                 batch.rows[tuple(full[k] for k in self.key)] = full
-            batch.rows_in += len(rows)
             for link_url, link_kind, meta in links:
                 batch.links.setdefault(link_url, (link_kind, meta))
             batch.states[url] = state
@@ -237,7 +237,7 @@ class Writer:
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("database unavailable (%s); retrying the batch in %.1fs",
-                            str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], delay)
+                            one_line(exc, 1000), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 self.engine.dispose()
@@ -253,45 +253,39 @@ class Writer:
         const = [c for c in ("first_seen", "last_seen", "run_id") if c in cols]
         varying = [c for c in cols if c not in const]
         get = operator.itemgetter(*varying)
-        buf = io.StringIO()
-        buf.writelines("\t".join(map(_copy_value, get(row))) + "\n" for row in rows)
-        buf.seek(0)
+        lines = "".join("\t".join(map(copy_value, get(row))) + "\n" for row in rows)
         collist, varlist = ", ".join(cols), ", ".join(varying)
         select = ", ".join(f"%({c})s" if c in const else c for c in cols)
-        cur = conn.connection.driver_connection.cursor()
-        try:
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
-                        f"SELECT {varlist} FROM {table} WITH NO DATA")  # the column types, no constraints
-            cur.copy_expert(f"COPY {stage} ({varlist}) FROM STDIN", buf)
-            cur.execute(f"INSERT INTO {table} ({collist}) SELECT {select} FROM {stage} "
-                        f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {self.update_set}",
-                        {c: rows[0][c] for c in const})
-            cur.execute(f"TRUNCATE {stage}")
-        finally:
-            cur.close()
+        self._pg_stage(conn, stage, f"ON COMMIT DELETE ROWS AS SELECT {varlist} FROM {table} WITH NO DATA",
+                       lines, f"INSERT INTO {table} ({collist}) SELECT {select} FROM {stage} "
+                              f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {self.update_set}",
+                       {c: rows[0][c] for c in const}, analyze=False)  # column types, no constraints
 
-    def _pg_stage(self, conn, stage: str, columns: str, lines: str, then: str) -> None:
-        """COPY text lines into a session temp table, then run one statement that reads it."""
+    def _pg_stage(self, conn, stage: str, definition: str, lines: str, then: str,
+                  params: dict | None = None, analyze: bool = True) -> None:
+        """COPY text lines into a session temp table (`definition`: its columns or AS SELECT, with ON
+        COMMIT DELETE ROWS), then run one statement that reads it."""
         cur = conn.connection.driver_connection.cursor()
         try:
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({columns}) ON COMMIT DELETE ROWS")
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} {definition}")
             cur.copy_expert(f"COPY {stage} FROM STDIN", io.StringIO(lines))
-            cur.execute(f"ANALYZE {stage}")  # else the planner guesses a big stage and scans all of frontier
-            cur.execute(then)
+            if analyze:  # else the planner guesses a big stage and scans all of frontier to join it
+                cur.execute(f"ANALYZE {stage}")
+            cur.execute(then, params)
             cur.execute(f"TRUNCATE {stage}")
         finally:
             cur.close()
 
     def _pg_links(self, conn, links: dict[str, tuple[str, str, str]]) -> None:
-        lines = "".join(f"{_copy_value(u)}\t{_copy_value(k)}\t{_copy_value(m)}\t{st}\n"
+        lines = "".join(f"{copy_value(u)}\t{copy_value(k)}\t{copy_value(m)}\t{st}\n"
                         for u, (k, m, st) in links.items())
-        self._pg_stage(conn, "etl_stage_links", "url text, kind text, meta text, state text", lines,
+        self._pg_stage(conn, "etl_stage_links", "(url text, kind text, meta text, state text) ON COMMIT DELETE ROWS", lines,
                        f"INSERT INTO frontier (run_id, url, kind, meta, state) SELECT {int(self.s.run_id)}, url, "
                        "kind, meta, state FROM etl_stage_links ON CONFLICT DO NOTHING")
 
     def _pg_states(self, conn, states: dict[str, str]) -> None:
-        lines = "".join(f"{_copy_value(u)}\t{s}\n" for u, s in states.items())
-        self._pg_stage(conn, "etl_stage_states", "url text, state text", lines,
+        lines = "".join(f"{copy_value(u)}\t{s}\n" for u, s in states.items())
+        self._pg_stage(conn, "etl_stage_states", "(url text, state text) ON COMMIT DELETE ROWS", lines,
                        "UPDATE frontier AS f SET state = s.state FROM etl_stage_states AS s "
                        f"WHERE f.run_id = {int(self.s.run_id)} AND f.url = s.url")
 
@@ -310,7 +304,7 @@ class Writer:
                 if _is_disconnect(exc):
                     raise
                 where = row.get("url") or ":".join(str(row[k]) for k in self.key)
-                error = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+                error = one_line(exc, 500) or type(exc).__name__
                 batch.failures.append({"run_id": self.s.run_id, "url": str(where), "stage": "write",
                                        "status": None, "error": error, "attempts": 1,
                                        "at": dt.datetime.now(dt.UTC)})
@@ -355,6 +349,5 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
         writer.engine.dispose()
         outbox.put(("done", writer.rows_written, writer.batches))
     except Exception as exc:  # reported to the coordinator, which ends the run as failed
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        outbox.put(("error", f"{type(exc).__name__}: {detail[0] if detail else ''}"))
+        outbox.put(("error", f"{type(exc).__name__}: {one_line(exc, 1000)}"))
         raise SystemExit(3) from None

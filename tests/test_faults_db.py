@@ -116,18 +116,23 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     assert db.current_revision(db.make_engine(url)) == db.head_revision()
 
 
-HOSTILE = ["O'Brien \"quoted\"", "'; DROP TABLE listings; --", "nul\x00byte", "back\\slash", "日本語 ＦＵＬＬ",
-           "tab\there", "new\nline\r\n", "\\N", "percent % and $1 :name"]
-
-
-def _write_hostile(url: str, copies: int = 1) -> list[dict]:
+def writer_for_run(url: str) -> Writer:
+    """A migrated database with run 1 open, and a Writer for it (no writer process, no queue)."""
     db.upgrade(url)
     engine = db.make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO runs (id, job, config_digest, started_at, status, pages_ok, pages_failed, "
                           "rows_written) VALUES (1, 'j', 'd', :t, 'running', 0, 0, 0)"), {"t": dt.datetime.now(dt.UTC)})
     engine.dispose()
-    writer = Writer(WriterSettings(url=url, table="listings", run_id=1))
+    return Writer(WriterSettings(url=url, table="listings", run_id=1))
+
+
+HOSTILE = ["O'Brien \"quoted\"", "'; DROP TABLE listings; --", "nul\x00byte", "back\\slash", "日本語 ＦＵＬＬ",
+           "tab\there", "new\nline\r\n", "\\N", "percent % and $1 :name"]
+
+
+def _write_hostile(url: str, copies: int = 1) -> list[dict]:
+    writer = writer_for_run(url)
     batch = Batch()
     rows = [{"source": "t", "listing_id": f"{i:04d}", "title": s, "community": s, "extras": {"note": s}}
             for i, s in enumerate(HOSTILE * copies)]
@@ -154,13 +159,7 @@ def test_hostile_text_postgres_nul_rule(pg_url: str, copies: int) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("filler", [0, 100])  # through INSERT and through COPY
 def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str, filler: int) -> None:
-    db.upgrade(pg_url)
-    engine = db.make_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO runs (id, job, config_digest, started_at, status, pages_ok, pages_failed, "
-                          "rows_written) VALUES (1, 'j', 'd', now(), 'running', 0, 0, 0)"))
-    engine.dispose()
-    writer = Writer(WriterSettings(url=pg_url, table="listings", run_id=1))
+    writer = writer_for_run(pg_url)
     batch = Batch()
     rows = [{"source": "t", "listing_id": "ok1", "title": "fine"},
             {"source": "t", "listing_id": "bad", "floor_level": "x" * 500},  # longer than the column allows
@@ -177,13 +176,7 @@ def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str, filler: int
 
 def test_value_the_driver_cannot_take_is_a_failure_sqlite(sqlite_url: str) -> None:
     """sqlite3 raises OverflowError (not a database error) for a 2**70 integer: still one failed row."""
-    db.upgrade(sqlite_url)
-    engine = db.make_engine(sqlite_url)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO runs (id, job, config_digest, started_at, status, pages_ok, pages_failed, "
-                          "rows_written) VALUES (1, 'j', 'd', :t, 'running', 0, 0, 0)"), {"t": dt.datetime.now(dt.UTC)})
-    engine.dispose()
-    writer = Writer(WriterSettings(url=sqlite_url, table="listings", run_id=1))
+    writer = writer_for_run(sqlite_url)
     batch = Batch()
     rows = [{"source": "t", "listing_id": "a", "rooms": 2}, {"source": "t", "listing_id": "b", "rooms": 2**70},
             {"source": "t", "listing_id": "c", "title": "lone \udcff surrogate"}, {"source": "t", "listing_id": "d"}]

@@ -23,11 +23,11 @@ LISTINGS = 5000
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(db: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+def start(db: Path, *extra: str, env: dict | None = None, stderr=subprocess.STDOUT) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", f"sqlite:///{db}",
            "--quiet", "--set", f"source.demo.listings={LISTINGS}", "--set", "source.demo.encoding=gbk", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def count(db: Path, sql: str = "SELECT count(*) FROM listings") -> int:
@@ -134,26 +134,31 @@ def table_truth_url(i: int) -> str:
     return DemoSite(SiteOptions(listings=LISTINGS, encoding="gbk")).truth("bj")[i]["url"]
 
 
-def test_writer_process_killed_mid_run_is_replaced(tmp_path: Path) -> None:
-    """SIGKILL only the writer: the coordinator notices, reloads the frontier, starts a new writer."""
+def kill_child_mid_run(tmp_path: Path, role: str) -> tuple[subprocess.Popen, str, str]:
+    """Run a job, SIGKILL only its `role` process ("writer", "fetch") after 1,000 rows, let it finish."""
     import re
 
     db = tmp_path / "etl.db"
     log = tmp_path / "stderr.log"
-    cmd = [sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", f"sqlite:///{db}",
-           "--quiet", "--set", f"source.demo.listings={LISTINGS}", "--set", "source.demo.encoding=gbk"]
     with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = start(db, stderr=err)
         wait_for(db, proc, 1000)
-        pids = re.findall(r"writer process started \(pid (\d+)\)", log.read_text())
+        pids = re.findall(rf"{role} process started \(pid (\d+)\)", log.read_text())
         assert pids, log.read_text()
         os.kill(int(pids[0]), signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
-    text = log.read_text()
+    return proc, out, log.read_text()
+
+
+def test_writer_process_killed_mid_run_is_replaced(tmp_path: Path) -> None:
+    """SIGKILL only the writer: the coordinator notices, reloads the frontier, starts a new writer."""
+    import re
+
+    proc, out, text = kill_child_mid_run(tmp_path, "writer")
     assert proc.returncode == 0, out + text
     assert "writer process lost" in text
     assert len(re.findall(r"writer process started", text)) == 2
-    check_complete(db)
+    check_complete(tmp_path / "etl.db")
 
 
 def test_second_run_while_the_first_is_alive_is_refused(tmp_path: Path) -> None:
@@ -172,22 +177,10 @@ def test_second_run_while_the_first_is_alive_is_refused(tmp_path: Path) -> None:
 
 
 def test_fetch_process_killed_mid_run_is_replaced(tmp_path: Path) -> None:
-    import re
-
-    db = tmp_path / "etl.db"
-    log = tmp_path / "stderr.log"
-    cmd = [sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", f"sqlite:///{db}",
-           "--quiet", "--set", f"source.demo.listings={LISTINGS}", "--set", "source.demo.encoding=gbk"]
-    with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
-        wait_for(db, proc, 1000)
-        pids = re.findall(r"fetch process started \(pid (\d+)\)", log.read_text())
-        os.kill(int(pids[0]), signal.SIGKILL)
-        out, _ = proc.communicate(timeout=300)
-    text = log.read_text()
+    proc, out, text = kill_child_mid_run(tmp_path, "fetch")
     assert proc.returncode == 0, out + text
     assert "the fetch process died" in text
-    check_complete(db)
+    check_complete(tmp_path / "etl.db")
 
 
 def test_sigterm_to_the_whole_process_group_stops_gracefully(tmp_path: Path) -> None:

@@ -82,6 +82,10 @@ def _child(options: SiteOptions, host: str, port: int, extra_apps: tuple[str, ..
         return
     conn.send(("ok", server.server_address[1]))
     conn.close()
+    _serve(server)
+
+
+def _serve(server) -> None:
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -157,9 +161,4 @@ def serve_forever(options: SiteOptions, host: str, port: int, extra_apps: tuple[
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
     print(f"demo site serving on http://{shown}:{server.server_address[1]}/bj/ershoufang/ (Ctrl-C to stop)",
           file=sys.stdout, flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    _serve(server)

@@ -61,6 +61,10 @@ class Extractor:
         self.columns = set(columns)
         self.key_column = {"listings": "listing_id", "stock_mentions": "news_id"}.get(cfg.table, "id")
         self.detail_kind = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
+        fields = list(cfg.fields.values())
+        self.item_fields = [f for f in fields if f.source == "item"]
+        self.page_fields = [f for f in fields if f.source == "page"]
+        self.detail_fields = [f for f in fields if f.source in ("detail", "page")]
         self.flat = cfg.transform.type == "stock_mentions"  # it reads every field, not the table's columns
 
     def _specs(self) -> list[FieldSpec]:
@@ -217,7 +221,7 @@ class Extractor:
     def _items(self, page: Page, root: Node, result: Parsed) -> None:
         items = self.cfg.items
         skip = {n.key() for n in root.css(items.skip)} if items.skip else set()
-        item_fields = [f for f in self.cfg.fields.values() if f.source == "item"]
+        page_raw: dict[str, str | None] | None = None  # fields read once per page, for every item on it
         for node in root.css(items.select):
             if node.key() in skip:
                 result.skipped += 1
@@ -228,7 +232,7 @@ class Extractor:
                 result.skipped += 1  # not a listing: no natural key
                 continue
             cache: dict = {}
-            raw = {f.name: self.raw(f, node, cache) for f in item_fields}
+            raw = {f.name: self.raw(f, node, cache) for f in self.item_fields}
             if items.detail:
                 meta = {"key": key, "raw": raw}
                 if "via" in page.request.meta:
@@ -239,8 +243,9 @@ class Extractor:
                 else:
                     result.skipped += 1
                 continue
-            page_raw = {f.name: self.raw(f, root) for f in self.cfg.fields.values() if f.source == "page"}
-            page_raw.update(self.facet_values(page.request.meta.get("via", {})))
+            if page_raw is None:
+                page_raw = {f.name: self.raw(f, root) for f in self.page_fields}
+                page_raw.update(self.facet_values(page.request.meta.get("via", {})))
             try:
                 result.rows.append(self.row(key, {**raw, **page_raw}, page.url))
             except FieldError as exc:
@@ -257,9 +262,8 @@ class Extractor:
         raw = dict(meta.get("raw", {}))
         raw.update(self.facet_values(meta.get("via", {})))
         cache: dict = {}
-        for f in self.cfg.fields.values():
-            if f.source in ("detail", "page"):
-                raw[f.name] = self.raw(f, root, cache)
+        for f in self.detail_fields:
+            raw[f.name] = self.raw(f, root, cache)
         try:
             result.rows.append(self.row(key, raw, page.url))
         except FieldError as exc:

@@ -12,6 +12,7 @@ import signal
 from typing import Any
 
 from etl.config import Config
+from etl.errors import one_line
 from etl.items import Page, Parsed, Request
 
 _state: dict[str, Any] = {}
@@ -124,5 +125,5 @@ def read_rows(request: Request) -> Parsed:
         result.rows = transform(result.rows)
     except Exception as exc:
         engine.dispose()
-        result.error = f"read error: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        result.error = f"read error: {type(exc).__name__}: {one_line(exc)}"
     return result

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from sqlalchemy import BigInteger, Column, Date, Float, MetaData, Table, Text, inspect
 
 from etl.db import make_engine
+from etl.write import copy_value
 
 CHUNK = 10_000
 
@@ -23,17 +24,13 @@ def news_table(name: str = "news") -> Table:
                  Column("title", Text), Column("body", Text), Column("score", Float))
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def _chunk(args: tuple[int, int, int, bool]) -> str | list[dict]:
     from etl.demo.news import generate_articles
 
     start, n, seed, as_tsv = args
     arts = generate_articles(n, seed=seed, start_id=start)
     if as_tsv:
-        return "".join(f"{a.id}\t{a.published.isoformat()}\t{_escape(a.title)}\t{_escape(a.body)}\t{a.score}\n"
+        return "".join("\t".join(map(copy_value, (a.id, a.published, a.title, a.body, a.score))) + "\n"
                        for a in arts)
     return [{"id": a.id, "published": a.published, "title": a.title, "body": a.body, "score": a.score}
             for a in arts]
