@@ -338,6 +338,7 @@ class Coordinator:
                     self._recover_writer()  # reloads the frontier from the database anyway
             if not self.stop_requested.is_set():
                 # Fetch only as fast as the parse processes keep up: the pool's room is the backpressure.
+                handover: list[Request] = []
                 while (len(fetching) < self.cfg.fetch_threads and self.pool.has_room()
                        and (limit is None or started < limit)):
                     req = self._next()
@@ -348,7 +349,9 @@ class Coordinator:
                         self.pool.submit(Job.of(req))
                     else:
                         fetching[req.url] = req
-                        self.fetch.submit(req)
+                        handover.append(req)
+                if handover:
+                    self.fetch.submit(handover)
             idle = not fetching and not self.pool.inflight() and not self.spilled
             if idle and (self.stop_requested.is_set() or not self.retries and (
                     not self._has_pending() or (limit is not None and started >= limit))):

@@ -57,6 +57,39 @@ def test_user_agent_header_is_sent(mock):
     assert mock.calls[0].request.headers["User-Agent"] == UA
 
 
+@pytest.fixture(params=["prepared-once", "requests-per-call"])
+def session_path(request, monkeypatch):
+    """Both ways a request is built: the prepared template (no proxy settings in the environment) and
+    requests' own Session.get (a proxy variable present, so requests must read the environment)."""
+    for key in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc"):
+        monkeypatch.delenv(key, raising=False)
+        monkeypatch.delenv(key.upper(), raising=False)
+    if request.param == "requests-per-call":
+        monkeypatch.setenv("NO_PROXY", "demo.test")
+    return request.param
+
+
+def test_cookies_a_site_sets_are_sent_back_by_the_same_session(mock, session_path):
+    mock.add(responses.GET, f"{BASE}/login", body=b"ok", headers={"Set-Cookie": "sid=abc123; Path=/"})
+    mock.add(responses.GET, f"{BASE}/list", body=b"ok")
+    f = fetcher()
+    assert isinstance(f.fetch(Request(f"{BASE}/login", "city")), Page)
+    assert isinstance(f.fetch(Request(f"{BASE}/list", "city")), Page)
+    assert "Cookie" not in mock.calls[0].request.headers
+    assert mock.calls[1].request.headers["Cookie"] == "sid=abc123"
+
+
+def test_request_headers_and_url_quoting_match_requests_own(mock, session_path):
+    url = f"{BASE}/bj/小区 a/?q=二手房&x=1 2"
+    mock.add(responses.GET, requests.Request("GET", url).prepare().url, body=b"ok")
+    assert isinstance(get(url), Page)
+    sent = mock.calls[0].request
+    assert sent.url == requests.Request("GET", url).prepare().url
+    assert sent.headers["User-Agent"] == UA
+    assert sent.headers["Accept-Encoding"] == "gzip, deflate"
+    assert sent.method == "GET" and sent.body is None
+
+
 def test_subdomain_of_allowed_domain_is_fetched(mock):
     mock.add(responses.GET, "http://www.demo.test/a", body=b"ok")
     assert isinstance(get("http://www.demo.test/a"), Page)
