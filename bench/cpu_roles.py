@@ -73,7 +73,10 @@ def measure(cmd: list[str], fetch_threads: int) -> tuple[float, dict[str, float]
         while not done.is_set():
             fresh = _roles(root)
             roles.update({pid: r for pid, r in fresh.items() if roles.get(pid) not in ("fetch", "writer")})
-            procs = [root, *root.children(recursive=True)]
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
             for p in procs:
                 try:
                     last[p.pid] = (roles.get(p.pid, "?"), _cpu(p))
@@ -104,6 +107,7 @@ def main() -> None:
     ap.add_argument("--listings", type=int, default=20000)
     ap.add_argument("--fetch-only", action="store_true", help="bench/fetch_only.py instead of the crawl")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--fetch-args", nargs="*", default=[], help="passed to bench/fetch_only.py, e.g. --threads 4")
     args = ap.parse_args()
     os.chdir(ROOT)
     tree = bsite.build(args.listings, "gbk")
@@ -111,7 +115,7 @@ def main() -> None:
         if args.fetch_only:
             urls = Path("/tmp/etl-cpu-roles-urls.txt")
             urls.write_text("\n".join(tree.all_paths) + "\n")
-            cmd = [PY, "bench/fetch_only.py", srv.base_url, str(urls)]
+            cmd = [PY, "bench/fetch_only.py", srv.base_url, str(urls), *args.fetch_args]
         else:
             cmd = [PY, "-m", "etl.cli", "run", "bench/bench.toml", "--db", db, "--set",
                    f"source.base_url={srv.base_url}", "--quiet"]
@@ -124,6 +128,8 @@ def main() -> None:
         if not args.fetch_only:
             pages = int(pg_scalar(db, "SELECT pages_ok + pages_failed FROM runs ORDER BY id DESC LIMIT 1") or 0)
     total = sum(roles.values())
+    me = psutil.Process().cpu_times()
+    print(f"(this sampler: {me.user + me.system:.1f} s CPU)")
     print(f"{pages:,} pages in {wall:.1f} s = {pages / wall:.0f} pages/s; CPU {total:.1f} s "
           f"({total / wall:.2f} cores), {1000 * total / pages:.2f} ms/page")
     for r, cpu in sorted(roles.items(), key=lambda kv: -kv[1]):

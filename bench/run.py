@@ -195,6 +195,12 @@ def git_state() -> dict[str, Any]:
     return {"head": git("rev-parse", "--short", "HEAD"), "etl_dirty": bool(git("status", "--porcelain", "etl"))}
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median pages/s (the lower middle one for an even count), with every run's figure."""
+    ranked = sorted(runs, key=lambda d: d.get("pages_s") or 0)
+    return {**ranked[(len(ranked) - 1) // 2], "runs_pages_s": [d.get("pages_s") for d in runs]}
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -217,6 +223,12 @@ def table(r: dict[str, Any]) -> str:
     if "etl" in r:
         lines.append(row("etl crawl (selectolax)", r["etl"],
                          f"{t.get('etl_vs_fetch', 0):.2f} of fetch ceiling, {t.get('etl_vs_scrapy', 0):.2f}x scrapy"))
+    if r.get("pairs"):
+        pairs = r["pairs"]
+        lines.append(f"  (medians of {len(pairs)} alternating runs; fetch "
+                     f"{', '.join(format(p['fetch_pages_s'], ',.0f') for p in pairs)} / etl "
+                     f"{', '.join(format(p['etl_pages_s'], ',.0f') for p in pairs)} pages/s; pair ratios "
+                     f"{', '.join(format(p['ratio'] or 0, '.2f') for p in pairs)})")
     if "etl_bs4" in r:
         lines.append(row("etl crawl (bs4)", r["etl_bs4"], f"{t.get('bs4_vs_scrapy', 0):.2f}x scrapy"))
     if "scrapy" in r:
@@ -264,6 +276,7 @@ def main() -> None:
     ap.add_argument("--news", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--bs4", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--wrk-seconds", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3, help="fetch ceiling and etl crawl, alternately, N times each")
     args = ap.parse_args()
     if args.quick:
         args.listings, args.naive_listings, args.writer_rows = 5000, 600, 20_000
@@ -281,14 +294,22 @@ def main() -> None:
     tree = bsite.build(args.listings, args.encoding)
     r["site"] = {"root": str(tree.root), "list_pages": len(tree.list_paths), "detail_pages": len(tree.detail_paths),
                  "build_s": round(time.perf_counter() - t0, 1)}
+    fetches: list[dict[str, Any]] = []
+    crawls: list[dict[str, Any]] = []
     with bsite.StaticServer(tree) as srv:
         r["site"]["server"] = srv.kind
         log(f"{srv.kind} at {srv.base_url}; wrk ceiling")
         r["server"] = server_ceiling(srv.base_url, tree.all_paths, args.wrk_seconds)
-        log("fetch ceiling")
-        r["fetch"] = fetch_ceiling(srv.base_url, tree.all_paths)
-        log("etl crawl (selectolax)")
-        r["etl"] = etl_crawl(srv.base_url, args.listings)
+        # The machine is shared and its speed drifts over minutes: the ceiling and the crawl are measured
+        # alternately, `--repeat` times each, and compared by their medians (every pair is kept too).
+        for i in range(args.repeat):
+            log(f"fetch ceiling ({i + 1}/{args.repeat})")
+            fetches.append(fetch_ceiling(srv.base_url, tree.all_paths))
+            log(f"etl crawl (selectolax) ({i + 1}/{args.repeat})")
+            crawls.append(etl_crawl(srv.base_url, args.listings))
+        r["fetch"], r["etl"] = median_run(fetches), median_run(crawls)
+        r["pairs"] = [{"fetch_pages_s": f["pages_s"], "etl_pages_s": e["pages_s"],
+                       "ratio": _ratio(e["pages_s"], f["pages_s"])} for f, e in zip(fetches, crawls, strict=True)]
         log("scrapy")
         r["scrapy"] = scrapy_crawl(srv.base_url, args.listings)
         if args.bs4:

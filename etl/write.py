@@ -18,6 +18,7 @@ import multiprocessing
 import operator
 import os
 import queue
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -89,26 +90,34 @@ def _is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, _DriverOperationalError | _DriverInterfaceError)
 
 
-# COPY text format escapes, and the NUL rule (PostgreSQL text cannot hold U+0000) in one C-speed pass.
+# COPY text format escapes, and the NUL rule (PostgreSQL text cannot hold U+0000). Most values hold none
+# of these characters: one regex scan finds that, and only the others pay for translate (a per-character
+# mapping lookup, slow on CJK text).
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
+_COPY_SPECIAL = re.compile("[\\\\\t\n\r\x00]")
+
+
+def _copy_text(text: str) -> str:
+    return text.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(text) else text
 
 
 def copy_value(value: Any) -> str:
     """One value in PostgreSQL's COPY text format (NULL as \\N, escapes, the NUL rule)."""
     if value is None:
         return "\\N"
-    if type(value) is str:
-        return value.translate(_COPY_ESCAPES)
-    if type(value) is int:
-        return str(value)
+    kind = type(value)
+    if kind is str:
+        return _copy_text(value)
+    if kind is int or kind is float:
+        return repr(value)
     if isinstance(value, dict | list):
         text = json.dumps(value, ensure_ascii=False)
         if "\\u0000" in text:  # maybe a NUL inside (JSON writes it as an escape): apply the NUL rule
             text = json.dumps(strip_nul(value), ensure_ascii=False)
-        return text.translate(_COPY_ESCAPES)
+        return _copy_text(text)
     if isinstance(value, dt.date):
         return value.isoformat()
-    return str(value).translate(_COPY_ESCAPES)
+    return _copy_text(str(value))
 
 
 def strip_nul(value: Any) -> Any:
