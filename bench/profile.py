@@ -2,8 +2,8 @@
 
 Why: when the crawl misses a target, the table alone does not say whether fetch threads, the coordinator,
 the parse workers or the writer are the limit. py-spy samples every process (`--subprocesses`), and this
-script folds the samples by role (coordinator main thread, fetch threads, pool manager/feeder threads,
-parse workers, writer) and lists the hottest frames of each. `--idle` keeps blocked threads so that
+script folds the samples by role (coordinator main thread and its sender/feeder threads, the fetch
+process's threads, parse processes, writer) and lists the hottest frames of each. `--idle` keeps blocked threads so that
 "waiting for work" is visible as such (frames ending in a queue/lock wait).
 
     python bench/profile.py [--listings 20000] [--rate 50] [--set run.engine=bs4 ...]
@@ -26,23 +26,24 @@ from bench import site as bsite  # noqa: E402
 from bench.common import PY, pg_scalar, scratch_db  # noqa: E402
 
 WAITS = ("wait (", "select (", "Condition.wait", "Queue.get", "_recv (", "SemLock.__enter__", "acquire",
-         "_worker (concurrent/futures/thread.py")
+         "_worker (concurrent/futures/thread.py", "_sender (etl/parse/pool.py", "send (etl/fetch.py")
 
 
 def role(stack: str) -> str:
+    """Which part of the pipeline a sampled stack belongs to (etl/pipeline.py's processes and threads)."""
     if "writer_main" in stack:
         return "writer process"
-    if "_process_worker" in stack:
-        return "parse worker"
-    if "spawn_main" in stack or "resource_tracker" in stack:
+    if "_worker_main (etl/parse/pool.py" in stack:
+        return "parse process"
+    if "_stage_main (etl/fetch.py" in stack:
+        return "fetch process: sender thread" if ";send (etl/fetch.py" in stack else "fetch process: threads"
+    if "resource_tracker" in stack:
         return "other child"
-    if "_worker (concurrent/futures/thread.py" in stack:
-        return "coordinator: fetch threads"
-    if "_ExecutorManagerThread" in stack:
-        return "coordinator: pool manager thread"
+    if "_sender (etl/parse/pool.py" in stack:
+        return "coordinator: parse sender threads"
     if "_feed (multiprocessing/queues.py" in stack:
-        return "coordinator: queue feeder threads"
-    if "MainThread" in stack:
+        return "coordinator: writer queue feeder thread"
+    if "MainThread" in stack or "Coordinator" in stack:
         return "coordinator: main thread"
     return "coordinator: other"
 
