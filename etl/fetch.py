@@ -139,6 +139,8 @@ class Fetcher:
             return s.get(url, timeout=self.timeout, stream=True, allow_redirects=False)
         prepared = template.copy()
         prepared.prepare_url(url, None)
+        if "@" in prepared.url.split("/", 3)[2]:  # user:password@host, as Session.request would apply it
+            prepared.prepare_auth(None, prepared.url)
         if len(s.cookies):
             prepared.prepare_cookies(s.cookies)
         return s.send(prepared, timeout=self.timeout, stream=True, allow_redirects=False, verify=s.verify,

@@ -90,6 +90,12 @@ def test_request_headers_and_url_quoting_match_requests_own(mock, session_path):
     assert sent.method == "GET" and sent.body is None
 
 
+def test_credentials_in_the_url_become_basic_auth(mock, session_path):
+    mock.add(responses.GET, "http://bot:s3cret@demo.test/private/list", body=b"ok")
+    assert isinstance(get("http://bot:s3cret@demo.test/private/list"), Page)
+    assert mock.calls[0].request.headers["Authorization"] == "Basic Ym90OnMzY3JldA=="
+
+
 def test_subdomain_of_allowed_domain_is_fetched(mock):
     mock.add(responses.GET, "http://www.demo.test/a", body=b"ok")
     assert isinstance(get("http://www.demo.test/a"), Page)
