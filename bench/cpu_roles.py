@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--listings", type=int, default=20000)
     ap.add_argument("--fetch-only", action="store_true", help="bench/fetch_only.py instead of the crawl")
     ap.add_argument("--set", action="append", default=[])
-    ap.add_argument("--fetch-args", nargs="*", default=[], help="passed to bench/fetch_only.py, e.g. --threads 4")
+    ap.add_argument("--fetch-args", action="append", default=[], help="passed to bench/fetch_only.py, e.g. --threads 4")
     args = ap.parse_args()
     os.chdir(ROOT)
     tree = bsite.build(args.listings, "gbk")

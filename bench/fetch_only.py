@@ -2,20 +2,63 @@
 
 Why: the crawl cannot go faster than its fetch stage in one Python process; this tells how much of the
 crawl's time is the crawl's own overhead (parse handoff, coordinator, writer) versus plain HTTP cost.
+Two ways to run it:
 
-    python bench/fetch_only.py BASE_URL URLS_FILE [--threads 16]   # prints one JSON line
+  threads (default)  etl.fetch.Fetcher on a thread pool in this process, results dropped where they land:
+                     HTTP alone, no handoff of any kind
+  --stage            etl.fetch.FetchStage, the fetch process exactly as the crawl starts it (pages pickled
+                     and sent back in bundles), with at most `--threads` requests in flight as the
+                     coordinator keeps it; this process takes the pages and drops them
+
+    python bench/fetch_only.py BASE_URL URLS_FILE [--threads 16] [--stage]   # prints one JSON line
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing as mp
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from etl.fetch import Fetcher
+from etl.fetch import Fetcher, FetchStage
 from etl.items import Page, Request
+
+
+def threads(kwargs: dict, requests: list[Request], n: int) -> tuple[int, int]:
+    fetcher = Fetcher(**kwargs)
+    ok = nbytes = 0
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fetch") as pool:
+        for result in pool.map(fetcher.fetch, requests):
+            if isinstance(result, Page):
+                ok += 1
+                nbytes += len(result.body)
+    return ok, nbytes
+
+
+def stage(kwargs: dict, requests: list[Request], n: int, window: int) -> tuple[int, int]:
+    fetch = FetchStage(mp.get_context("spawn"), kwargs, n)
+    ok = nbytes = inflight = 0
+    todo = iter(requests)
+    try:
+        while True:
+            batch = list(itertools.islice(todo, window - inflight))
+            if batch:
+                fetch.submit(batch)
+                inflight += len(batch)
+            if not inflight:
+                return ok, nbytes
+            if not fetch.conn.poll(60):
+                raise RuntimeError(f"the fetch stage sent nothing for 60 s with {inflight} requests in flight")
+            for msg in fetch.results():
+                inflight -= 1
+                if msg[0] == "page":
+                    ok += 1
+                    nbytes += len(msg[3])  # the pickled page, as the crawl forwards it
+    finally:
+        fetch.close()
 
 
 def main() -> None:
@@ -23,22 +66,19 @@ def main() -> None:
     ap.add_argument("base_url")
     ap.add_argument("urls_file")
     ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--stage", action="store_true", help="through FetchStage (its own process), as the crawl")
+    ap.add_argument("--window", type=int, default=0, help="--stage: requests in flight (default: --threads)")
     args = ap.parse_args()
     paths = open(args.urls_file).read().split()
     base = args.base_url.rstrip("/")
     # the same settings `etl run bench/bench.toml` gives its Fetcher (config defaults + [run]/[politeness])
-    fetcher = Fetcher(domains=(urlsplit(base).hostname or "",), user_agent="etl-crawl/0.1 (+https://github.com/etl-crawl/etl-crawl)",
+    kwargs = dict(domains=(urlsplit(base).hostname or "",), user_agent="etl-crawl/0.1 (+https://github.com/etl-crawl/etl-crawl)",
                       per_host=16,
                       delay=0.0, connect_timeout=5, read_timeout=20, max_bytes=10 * 2**20, robots=True,
                       pool_size=args.threads)
     requests = [Request(base + p, "detail" if p.endswith(".html") else "list") for p in paths]
     t0 = time.perf_counter()
-    ok = nbytes = 0
-    with ThreadPoolExecutor(max_workers=args.threads, thread_name_prefix="fetch") as pool:
-        for result in pool.map(fetcher.fetch, requests):
-            if isinstance(result, Page):
-                ok += 1
-                nbytes += len(result.body)
+    ok, nbytes = stage(kwargs, requests, args.threads, args.window or args.threads) if args.stage else threads(kwargs, requests, args.threads)
     wall = time.perf_counter() - t0
     print(json.dumps({"pages": len(requests), "ok": ok, "bytes": nbytes, "seconds": wall}))
 

@@ -108,9 +108,11 @@ def scrapy_crawl(base_url: str, expect_rows: int) -> dict[str, Any]:
     return _fields(m, pages, rows, rows_ok=rows == expect_rows, stats=stats)
 
 
-def fetch_ceiling(base_url: str, paths: list[str]) -> dict[str, Any]:
+def fetch_ceiling(base_url: str, paths: list[str], stage: bool) -> dict[str, Any]:
+    """bench/fetch_only.py: the fetch stage's process as the crawl runs it (`stage`, kept saturated), or the
+    Fetcher alone on threads in one process (HTTP only, no handoff)."""
     urls = write_lines(paths)
-    m = metered([PY, "bench/fetch_only.py", base_url, urls])
+    m = metered([PY, "bench/fetch_only.py", base_url, urls, *(["--stage", "--window", "1000000"] if stage else [])])
     os.unlink(urls)
     out = json.loads(m.stdout.strip().splitlines()[-1])
     return _fields(m, out["ok"], 0, seconds_inner=round(out["seconds"], 2),
@@ -219,16 +221,20 @@ def table(r: dict[str, Any]) -> str:
     t = r["targets"]
     lines = [f"{'measurement':<36}{'pages/s':>9}{'rows/s':>9}{'CPU s':>8}{'peak RSS MB':>13}   ratio",
              row("server ceiling (wrk, nginx)", r.get("server")),
-             row("fetch ceiling (etl fetch stage)", r.get("fetch"))]
+             row("fetch ceiling (etl fetch stage)", r.get("fetch")),
+             row("  Fetcher threads alone (HTTP only)", r.get("fetch_http"))]
     if "etl" in r:
         lines.append(row("etl crawl (selectolax)", r["etl"],
-                         f"{t.get('etl_vs_fetch', 0):.2f} of fetch ceiling, {t.get('etl_vs_scrapy', 0):.2f}x scrapy"))
+                         f"{t.get('etl_vs_fetch', 0):.2f} of fetch ceiling ({t.get('etl_vs_fetch_http') or 0:.2f} of HTTP only), "
+                         f"{t.get('etl_vs_scrapy', 0):.2f}x scrapy"))
     if r.get("pairs"):
         pairs = r["pairs"]
-        lines.append(f"  (medians of {len(pairs)} alternating runs; fetch "
-                     f"{', '.join(format(p['fetch_pages_s'], ',.0f') for p in pairs)} / etl "
-                     f"{', '.join(format(p['etl_pages_s'], ',.0f') for p in pairs)} pages/s; pair ratios "
-                     f"{', '.join(format(p['ratio'] or 0, '.2f') for p in pairs)})")
+
+        def fmt(key: str, spec: str) -> str:
+            return ", ".join(format(p.get(key) or 0, spec) for p in pairs)
+        lines.append(f"  (medians of {len(pairs)} alternating runs, pages/s: stage {fmt('fetch_pages_s', ',.0f')}; HTTP only "
+                     f"{fmt('http_pages_s', ',.0f')}; etl {fmt('etl_pages_s', ',.0f')}; etl/stage {fmt('ratio', '.2f')}; "
+                     f"etl/HTTP only {fmt('ratio_http', '.2f')})")
     if "etl_bs4" in r:
         lines.append(row("etl crawl (bs4)", r["etl_bs4"], f"{t.get('bs4_vs_scrapy', 0):.2f}x scrapy"))
     if "scrapy" in r:
@@ -295,6 +301,7 @@ def main() -> None:
     r["site"] = {"root": str(tree.root), "list_pages": len(tree.list_paths), "detail_pages": len(tree.detail_paths),
                  "build_s": round(time.perf_counter() - t0, 1)}
     fetches: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
     crawls: list[dict[str, Any]] = []
     with bsite.StaticServer(tree) as srv:
         r["site"]["server"] = srv.kind
@@ -303,13 +310,16 @@ def main() -> None:
         # The machine is shared and its speed drifts over minutes: the ceiling and the crawl are measured
         # alternately, `--repeat` times each, and compared by their medians (every pair is kept too).
         for i in range(args.repeat):
-            log(f"fetch ceiling ({i + 1}/{args.repeat})")
-            fetches.append(fetch_ceiling(srv.base_url, tree.all_paths))
+            log(f"fetch ceiling: fetch stage ({i + 1}/{args.repeat})")
+            fetches.append(fetch_ceiling(srv.base_url, tree.all_paths, stage=True))
+            log(f"fetch ceiling: Fetcher threads, HTTP only ({i + 1}/{args.repeat})")
+            raw.append(fetch_ceiling(srv.base_url, tree.all_paths, stage=False))
             log(f"etl crawl (selectolax) ({i + 1}/{args.repeat})")
             crawls.append(etl_crawl(srv.base_url, args.listings))
-        r["fetch"], r["etl"] = median_run(fetches), median_run(crawls)
-        r["pairs"] = [{"fetch_pages_s": f["pages_s"], "etl_pages_s": e["pages_s"],
-                       "ratio": _ratio(e["pages_s"], f["pages_s"])} for f, e in zip(fetches, crawls, strict=True)]
+        r["fetch"], r["fetch_http"], r["etl"] = median_run(fetches), median_run(raw), median_run(crawls)
+        r["pairs"] = [{"fetch_pages_s": f["pages_s"], "http_pages_s": h["pages_s"], "etl_pages_s": e["pages_s"],
+                       "ratio": _ratio(e["pages_s"], f["pages_s"]), "ratio_http": _ratio(e["pages_s"], h["pages_s"])}
+                      for f, h, e in zip(fetches, raw, crawls, strict=True)]
         log("scrapy")
         r["scrapy"] = scrapy_crawl(srv.base_url, args.listings)
         if args.bs4:
@@ -331,6 +341,7 @@ def main() -> None:
         "etl_vs_naive": _ratio(e["pages_s"], r["naive"]["pages_s"]),
         "bs4_vs_scrapy": _ratio(r.get("etl_bs4", {}).get("pages_s"), s["pages_s"]),
         "fetch_vs_server": _ratio(f["pages_s"], r["server"].get("pages_s")),
+        "etl_vs_fetch_http": _ratio(e["pages_s"], r["fetch_http"]["pages_s"]),
     }
     checks = r["checks"] = {
         f"rows: etl {e['rows']:,}, scrapy {s['rows']:,} == {args.listings:,}": e["rows_ok"] and s["rows_ok"],
