@@ -59,7 +59,7 @@ def _roles(root: psutil.Process) -> dict[int, str]:
     return roles
 
 
-def measure(cmd: list[str], fetch_threads: int) -> tuple[float, dict[str, float], subprocess.CompletedProcess]:
+def measure(cmd: list[str]) -> tuple[float, dict[str, float], subprocess.CompletedProcess]:
     servers = {p.pid: p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "nginx")}
     base = {pid: _cpu(p) for pid, p in servers.items()}
     last: dict[int, tuple[str, float]] = {}
@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--listings", type=int, default=20000)
     ap.add_argument("--fetch-only", action="store_true", help="bench/fetch_only.py instead of the crawl")
     ap.add_argument("--set", action="append", default=[])
-    ap.add_argument("--fetch-args", action="append", default=[], help="passed to bench/fetch_only.py, e.g. --threads 4")
+    ap.add_argument("--fetch-args", action="append", default=[], help="passed to bench/fetch_only.py, e.g. --fetch-args=--stage")
     args = ap.parse_args()
     os.chdir(ROOT)
     tree = bsite.build(args.listings, "gbk")
@@ -121,8 +121,8 @@ def main() -> None:
                    f"source.base_url={srv.base_url}", "--quiet"]
             for s in args.set:
                 cmd += ["--set", s]
-        wall, roles, proc = measure(cmd, 16)
-        if proc.returncode != 0 or os.environ.get("ETL_DIAG"):
+        wall, roles, proc = measure(cmd)
+        if proc.returncode != 0:
             print(proc.stderr[-2000:])
         pages = len(tree.all_paths)
         if not args.fetch_only:

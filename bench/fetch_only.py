@@ -7,8 +7,9 @@ Two ways to run it:
   threads (default)  etl.fetch.Fetcher on a thread pool in this process, results dropped where they land:
                      HTTP alone, no handoff of any kind
   --stage            etl.fetch.FetchStage, the fetch process exactly as the crawl starts it (pages pickled
-                     and sent back in bundles), with at most `--threads` requests in flight as the
-                     coordinator keeps it; this process takes the pages and drops them
+                     and sent back in bundles), with at most `--window` requests in flight (default
+                     `--threads`, as the coordinator keeps it; bench/run.py keeps it saturated with a
+                     huge window); this process takes the pages and drops them
 
     python bench/fetch_only.py BASE_URL URLS_FILE [--threads 16] [--stage]   # prints one JSON line
 """

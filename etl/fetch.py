@@ -11,6 +11,7 @@ import datetime as dt
 import email.utils
 import logging
 import os
+import pickle
 import threading
 import time
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ class Fetcher:
             return s.get(url, timeout=self.timeout, stream=True, allow_redirects=False)
         prepared = template.copy()
         prepared.prepare_url(url, None)
-        if "@" in prepared.url.split("/", 3)[2]:  # user:password@host, as Session.request would apply it
+        if "@" in url:  # maybe user:password@host: Basic auth, as Session.request would apply it
             prepared.prepare_auth(None, prepared.url)
         if len(s.cookies):
             prepared.prepare_cookies(s.cookies)
@@ -266,17 +267,19 @@ def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
     def send() -> None:
         while True:
             try:
-                bundle = [done.get(timeout=1.0)]
+                item = done.get(timeout=1.0)
             except queue.Empty:
                 continue
-            size = len(bundle[0][-1]) if bundle[0][0] == "page" else 0
-            while size < BUNDLE_BYTES:
+            bundle, size = [], 0
+            while True:  # everything finished meanwhile, up to BUNDLE_BYTES of pages
+                bundle.append(item)
+                size += len(item[3]) if item[0] == "page" else 0
+                if size >= BUNDLE_BYTES:
+                    break
                 try:
                     item = done.get_nowait()
                 except queue.Empty:
                     break
-                bundle.append(item)
-                size += len(item[-1]) if item[0] == "page" else 0
             try:
                 conn.send_bytes(pickle.dumps(bundle, pickle.HIGHEST_PROTOCOL))
             except OSError:
@@ -322,8 +325,6 @@ class FetchStage:
     def results(self) -> list[tuple]:
         """Everything that has arrived: ("page", url, status, pickled Page) or ("fail", url, FetchFailure).
         Raises EOFError when the stage process has died."""
-        import pickle
-
         out = []
         while self.conn.poll():
             out.extend(pickle.loads(self.conn.recv_bytes()))
