@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,7 +23,7 @@ import psutil
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = os.environ.get("BENCH_PYTHON", "/work/venv/bin/python")
+PY = os.environ.get("BENCH_PYTHON", sys.executable)
 PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -113,3 +115,23 @@ def pg_scalar(url: str, sql: str) -> object:
             return row[0] if row else None
     finally:
         conn.close()
+
+
+SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(8_000_000): x += i\nprint(time.perf_counter() - t)"
+
+
+def parallel_efficiency(trials: int = 3) -> dict[str, float]:
+    """How much of a second core the machine really gives: a CPU-bound Python loop alone, then two copies
+    side by side; efficiency = alone / paired (1.0: two whole cores; ~0.7: shared or hyper-threaded vCPUs).
+    Why: the crawl needs both cores while the fetch ceiling needs one, so this explains most of how the
+    crawl/ceiling ratio moves from one machine to another."""
+    def spin(n: int) -> list[float]:
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        return [float(p.communicate(timeout=120)[0]) for p in procs]
+
+    alone, paired = [], []
+    for _ in range(trials):  # alternately, so both see the same drift
+        alone += spin(1)
+        paired += spin(2)
+    a, p = statistics.median(alone), statistics.median(paired)
+    return {"alone_s": round(a, 3), "paired_s": round(p, 3), "efficiency": round(a / p, 2)}

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `bench` as a namespace package (bench/site.py must not shadow stdlib site)
 
 from bench import site as bsite  # noqa: E402
-from bench.common import PY, Metered, metered, pg_scalar, scratch_db  # noqa: E402
+from bench.common import PY, Metered, metered, parallel_efficiency, pg_scalar, scratch_db  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ETL = [PY, "-m", "etl.cli"]
@@ -269,6 +269,10 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"{'news-stocks ' + format(n['articles'] // 1000) + 'k (s)':<36}{n['wall_s']:>9.1f}{'':>9}"
                      f"{n['cpu_s']:>8.1f}{n['peak_rss_mb']:>13.0f}   matcher {pa.get('pyahocorasick_speedup', '-')}x "
                      "naive loop")
+    if "cores" in r:
+        c = r["cores"]
+        lines.append(f"machine: two CPU-bound processes side by side each run at {c['efficiency']:.2f} of the speed "
+                     f"of one alone ({r.get('cpus')} vCPUs)")
     lines.append("")
     for name, ok in r["checks"].items():
         lines.append(f"{'PASS' if ok else 'MISS'}  {name}")
@@ -337,6 +341,8 @@ def main() -> None:
     r: dict[str, Any] = {"when": dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
                          "cpus": os.cpu_count(), "python": platform.python_version(),
                          "listings": args.listings, "encoding": args.encoding, "git": git_state()}
+    log("cores: a CPU-bound loop alone vs two side by side")
+    r["cores"] = parallel_efficiency()
     log(f"building the static site ({args.listings:,} listings, {args.encoding})")
     t0 = time.perf_counter()
     tree = bsite.build(args.listings, args.encoding)
