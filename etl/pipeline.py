@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 import logging
 import multiprocessing as mp
-import queue
 import random
 import signal
 import threading
@@ -28,18 +27,12 @@ from etl.items import Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.progress import Progress
 from etl.runs import RunState, finish_run, open_run
-from etl.write import WriterSettings, writer_main
+from etl.write import WriterSettings
+from etl.writer_link import RunFailed, WriterLink, WriterLost
+
+__all__ = ["Coordinator", "RunFailed", "Stats", "run_job"]
 
 log = logging.getLogger("etl.pipeline")
-
-
-class RunFailed(Exception):
-    """The run cannot go on (writer gone, database unreachable); str() is the one line for the user."""
-
-
-class WriterLost(Exception):
-    """The writer process died without reporting a database error (killed, crashed): restartable."""
-
 
 MAX_WRITER_RESTARTS = 3
 
@@ -66,9 +59,8 @@ class Coordinator:
         self.stop_requested = threading.Event()
         self.writer_restarts = 0
         self.fetch: FetchStage | None = None
+        self.writer = WriterLink(self.ctx)
         self._seq = 0
-        self.outgoing: list[tuple] = []  # writer messages not sent yet (see _post)
-        self.last_post = time.monotonic()
         self._load_pending()
 
     # ------------------------------------------------------------------------------- frontier
@@ -79,22 +71,7 @@ class Coordinator:
     def _refill(self, busy: set[str]) -> None:
         """The in-memory frontier ran dry while more pending URLs wait in the database: have the writer
         commit what it holds, then read the next share of them back (reading never blocks the writer)."""
-        self._flush_outgoing()
-        self._send(("sync",))
-        deadline = time.monotonic() + self.cfg.db_retry_seconds + 60
-        while True:
-            try:
-                msg = self.outbox.get(timeout=1.0)
-            except queue.Empty:
-                if not self.writer.is_alive():
-                    self._writer_gone()
-                if time.monotonic() > deadline:
-                    raise RunFailed("the writer did not answer a sync within its timeout") from None
-                continue
-            if msg[0] == "synced":
-                break
-            if msg[0] == "error":
-                raise RunFailed(f"database writes failed: {msg[1]}")
+        self.writer.sync()
         from etl.runs import read_pending
 
         rows = read_pending(self.cfg, self.state.run_id, self.cfg.frontier_memory + len(busy) + 1)
@@ -133,45 +110,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------------------- writer
     def _start_writer(self) -> None:
-        self.inbox = self.ctx.Queue(maxsize=256)
-        self.outbox = self.ctx.Queue(maxsize=4)
-        settings = WriterSettings(url=self.cfg.database_url, table=self.cfg.table, run_id=self.state.run_id,
-                                  batch_size=self.cfg.batch_size, flush_seconds=self.cfg.flush_seconds,
-                                  retry_seconds=self.cfg.db_retry_seconds, rows_before=self.state.rows_before)
-        self.writer = self.ctx.Process(target=writer_main, args=(settings, self.inbox, self.outbox),
-                                       name="etl-writer", daemon=False)
-        self.writer.start()
-        log.info("writer process started (pid %d)", self.writer.pid)
-
-    def _post(self, msg: tuple) -> None:
-        """Queue a message for the writer; they travel in bundles (one pickle and pipe write per bundle)."""
-        self.outgoing.append(msg)
-        if len(self.outgoing) >= 64:
-            self._flush_outgoing()
-
-    def _flush_outgoing(self) -> None:
-        if self.outgoing:
-            bundle, self.outgoing = self.outgoing, []
-            self._send(("bundle", bundle))
-        self.last_post = time.monotonic()
-
-    def _send(self, msg: tuple) -> None:
-        while True:
-            if not self.writer.is_alive():
-                self._writer_gone()
-            try:
-                self.inbox.put(msg, timeout=1.0)
-                return
-            except queue.Full:
-                continue
-
-    def _writer_gone(self) -> None:
-        # Messages still buffered for a dead reader must not block this process's exit.
-        self.inbox.cancel_join_thread()
-        error = self._writer_error()
-        if error:
-            raise RunFailed(f"database writes failed: {error}")
-        raise WriterLost(f"the writer process died (exit code {self.writer.exitcode})")
+        self.writer.start(WriterSettings(
+            url=self.cfg.database_url, table=self.cfg.table, run_id=self.state.run_id,
+            batch_size=self.cfg.batch_size, flush_seconds=self.cfg.flush_seconds,
+            retry_seconds=self.cfg.db_retry_seconds, rows_before=self.state.rows_before))
 
     def _recover_writer(self) -> None:
         """Lost messages are not lost work: the frontier in the database still says which pages are not
@@ -183,7 +125,7 @@ class Coordinator:
         log.warning("writer process lost (exit code %s); restarting it and reloading the frontier",
                     self.writer.exitcode)
         self.retries.clear()
-        self.outgoing = []  # unsent messages: their pages are still pending in the frontier we reload
+        self.writer.discard()  # unsent messages: their pages are still pending in the frontier we reload
         from etl.runs import reload_state
 
         reload_state(self.cfg, self.state)
@@ -192,38 +134,6 @@ class Coordinator:
         self._load_pending()
         self._start_writer()
 
-    def _writer_error(self) -> str | None:
-        try:
-            msg = self.outbox.get(timeout=0.5)
-        except queue.Empty:
-            return None
-        return msg[1] if msg[0] == "error" else None
-
-    def _stop_writer(self, timeout: float = 120.0) -> int:
-        if self.writer.is_alive():
-            self._flush_outgoing()
-            self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
-            self._send(("stop",))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                msg = self.outbox.get(timeout=0.5)
-            except queue.Empty:
-                if not self.writer.is_alive() and self.writer.exitcode is not None:
-                    try:
-                        msg = self.outbox.get(timeout=0.5)
-                    except queue.Empty:
-                        raise WriterLost(f"the writer process died (exit code {self.writer.exitcode})") from None
-                else:
-                    continue
-            self.writer.join(timeout=10)
-            if msg[0] == "error":
-                self.inbox.cancel_join_thread()
-                raise RunFailed(f"database writes failed: {msg[1]}")
-            return msg[1]
-        self.writer.terminate()
-        raise RunFailed("the writer did not finish within its timeout")
-
     # ------------------------------------------------------------------------------- parse pool
     def _start_parsers(self) -> None:
         self.pool = ParsePool(self.ctx, self.cfg.parse_processes, self.cfg, self.domains)
@@ -231,8 +141,8 @@ class Coordinator:
     def _failed(self, req: Request, stage: str, error: str, status: int | None = None) -> None:
         self.stats.pages_failed += 1
         self.stats.by_status[str(status or stage)] = self.stats.by_status.get(str(status or stage), 0) + 1
-        self._post(("fail", req.url, stage, status, error, req.attempt + 1))
-        self._post(("page", req.url, [], [], "failed"))
+        self.writer.post(("fail", req.url, stage, status, error, req.attempt + 1))
+        self.writer.post(("page", req.url, [], [], "failed"))
 
     def _fetched(self, req: Request, result: FetchFailure) -> None:
         """A fetch that failed: retry later (backoff with jitter, or Retry-After), or record the failure."""
@@ -255,7 +165,7 @@ class Coordinator:
                 self.stats.warnings.append(warning)
                 log.warning("%s", warning)
         for error in parsed.item_errors:  # the page is done; these items of it gave no row
-            self._post(("fail", req.url, "parse", None, error, 1))
+            self.writer.post(("fail", req.url, "parse", None, error, 1))
         links = []
         for link in parsed.links:
             key = hash(link.url)
@@ -270,7 +180,7 @@ class Coordinator:
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
-        self._post(("page", req.url, parsed.rows, links, "done"))
+        self.writer.post(("page", req.url, parsed.rows, links, "done"))
 
     def _handle_fetches(self, fetching: dict[str, Request]) -> None:
         try:
@@ -307,7 +217,7 @@ class Coordinator:
             while True:
                 self._loop()
                 try:
-                    self.stats.rows = self._stop_writer()
+                    self.stats.rows = self.writer.stop(self.stats.pages_ok, self.stats.pages_failed)
                     return self.stats
                 except WriterLost:  # died while flushing the end of the run: recover, finish what is left
                     self._recover_writer()
@@ -315,10 +225,7 @@ class Coordinator:
             if self.fetch is not None:
                 self.fetch.close()
             self.pool.close()
-            if self.writer.is_alive():
-                self.writer.join(timeout=5)
-                if self.writer.is_alive():
-                    self.writer.terminate()
+            self.writer.close()
 
     def _loop(self) -> None:
         fetching: dict[str, Request] = {}
@@ -361,12 +268,11 @@ class Coordinator:
                 if ready:
                     self._handle_fetches(fetching)
                 self._handle_parsed(results)
-                if self.outgoing and time.monotonic() - self.last_post > 0.05:
-                    self._flush_outgoing()
+                self.writer.flush_if_idle()
                 if time.monotonic() - last_counts > 2.0:
                     last_counts = time.monotonic()
-                    self._flush_outgoing()
-                    self._send(("counts", self.stats.pages_ok, self.stats.pages_failed))
+                    self.writer.flush()
+                    self.writer.send(("counts", self.stats.pages_ok, self.stats.pages_failed))
             except WriterLost:
                 self._recover_writer()
             self.progress.update(self.stats, len(fetching) + self.pool.inflight())

@@ -1,0 +1,148 @@
+"""The coordinator's end of the writer process: start it, send it bundled messages, sync, stop it.
+
+Why a module of its own: every wait on the writer has a timeout and a liveness check, and a writer that
+dies without a database error is recoverable (the coordinator reloads the frontier and starts another).
+Keeping that here leaves the coordinator about the frontier. The message format is in etl/write.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+
+from etl.write import WriterSettings, writer_main
+
+log = logging.getLogger("etl.pipeline")
+
+BUNDLE = 64  # messages per pickle and pipe write
+
+
+class RunFailed(Exception):
+    """The run cannot go on (writer gone, database unreachable); str() is the one line for the user."""
+
+
+class WriterLost(Exception):
+    """The writer process died without reporting a database error (killed, crashed): restartable."""
+
+
+class WriterLink:
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.outgoing: list[tuple] = []  # messages not sent yet (see post)
+        self.last_post = time.monotonic()
+        self.process = None
+
+    def start(self, settings: WriterSettings) -> None:
+        self.settings = settings
+        self.inbox = self.ctx.Queue(maxsize=256)
+        self.outbox = self.ctx.Queue(maxsize=4)
+        self.outgoing = []
+        self.process = self.ctx.Process(target=writer_main, args=(settings, self.inbox, self.outbox),
+                                        name="etl-writer", daemon=False)
+        self.process.start()
+        log.info("writer process started (pid %d)", self.process.pid)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.exitcode
+
+    # ---------------------------------------------------------------------------------- sending
+    def post(self, msg: tuple) -> None:
+        """Queue a message; they travel in bundles (one pickle and pipe write per bundle)."""
+        self.outgoing.append(msg)
+        if len(self.outgoing) >= BUNDLE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.outgoing:
+            bundle, self.outgoing = self.outgoing, []
+            self.send(("bundle", bundle))
+        self.last_post = time.monotonic()
+
+    def flush_if_idle(self, seconds: float = 0.05) -> None:
+        """Send what waits once nothing has been posted for a moment (a slow crawl still commits)."""
+        if self.outgoing and time.monotonic() - self.last_post > seconds:
+            self.flush()
+
+    def send(self, msg: tuple) -> None:
+        while True:
+            if not self.process.is_alive():
+                self._gone()
+            try:
+                self.inbox.put(msg, timeout=1.0)
+                return
+            except queue.Full:
+                continue
+
+    def discard(self) -> None:
+        """Forget unsent messages (the writer died: their pages are still pending in the database)."""
+        self.outgoing = []
+
+    # ---------------------------------------------------------------------------------- waiting
+    def sync(self) -> None:
+        """Have the writer commit everything it holds, and wait until it has."""
+        self.flush()
+        self.send(("sync",))
+        deadline = time.monotonic() + self.settings.retry_seconds + 60
+        while True:
+            try:
+                msg = self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    self._gone()
+                if time.monotonic() > deadline:
+                    raise RunFailed("the writer did not answer a sync within its timeout") from None
+                continue
+            if msg[0] == "synced":
+                return
+            if msg[0] == "error":
+                raise RunFailed(f"database writes failed: {msg[1]}")
+
+    def stop(self, pages_ok: int, pages_failed: int, timeout: float = 120.0) -> int:
+        """Send the last counts, let the writer commit and exit; returns the rows it wrote."""
+        if self.process.is_alive():
+            self.flush()
+            self.send(("counts", pages_ok, pages_failed))
+            self.send(("stop",))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.outbox.get(timeout=0.5)
+            except queue.Empty:
+                if not self.process.is_alive() and self.process.exitcode is not None:
+                    try:
+                        msg = self.outbox.get(timeout=0.5)
+                    except queue.Empty:
+                        raise WriterLost(f"the writer process died (exit code {self.process.exitcode})") from None
+                else:
+                    continue
+            self.process.join(timeout=10)
+            if msg[0] == "error":
+                self.inbox.cancel_join_thread()
+                raise RunFailed(f"database writes failed: {msg[1]}")
+            return msg[1]
+        self.process.terminate()
+        raise RunFailed("the writer did not finish within its timeout")
+
+    def close(self) -> None:
+        """Last resort at the end of a run (normally stop() has already joined it)."""
+        if self.process is not None and self.process.is_alive():
+            self.process.join(timeout=5)
+            if self.process.is_alive():
+                self.process.terminate()
+
+    def _gone(self) -> None:
+        # Messages still buffered for a dead reader must not block this process's exit.
+        self.inbox.cancel_join_thread()
+        error = self._error()
+        if error:
+            raise RunFailed(f"database writes failed: {error}")
+        raise WriterLost(f"the writer process died (exit code {self.process.exitcode})")
+
+    def _error(self) -> str | None:
+        try:
+            msg = self.outbox.get(timeout=0.5)
+        except queue.Empty:
+            return None
+        return msg[1] if msg[0] == "error" else None
