@@ -32,7 +32,7 @@ def resolve_config(name: str | None) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from etl import config as config_mod
     from etl.db import DatabaseError
-    from etl.pipeline import RunFailed, run_job
+    from etl.pipeline import NOTHING_SUCCEEDED, RunFailed, run_job
     from etl.progress import Progress
 
     try:
@@ -53,7 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     pages = stats.pages_ok + stats.pages_failed
     by_status = ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.by_status.items()))
     interrupted = _interrupted(state)
-    status = "interrupted (run again to resume)" if interrupted else (
+    nothing = not interrupted and stats.pages_ok == 0 and stats.pages_failed > 0
+    status = "interrupted (run again to resume)" if interrupted else "failed" if nothing else (
         "succeeded" if stats.pages_failed == 0 else "finished with failed pages (see the failures table)")
     unit = "pages" if cfg.source_type == "http" else "row ranges"
     detail = f" [{by_status}]" if cfg.source_type == "http" else ""
@@ -65,6 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"  database: {config_mod.mask_url(cfg.database_url)}")
     if interrupted:
         return EXIT_INTERRUPTED
+    if nothing:
+        print(f"error: run failed: {NOTHING_SUCCEEDED}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if stats.pages_failed == 0 else EXIT_PARTIAL
 
 
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a setting, e.g. --set city=sh or --set run.fetch_threads=32")
     run.add_argument("--db", help="database URL (overrides the config and ETL_DATABASE_URL)")
     run.add_argument("--fresh", action="store_true", help="start over instead of resuming an unfinished run")
-    run.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
+    run.add_argument("--quiet", action="store_true", help="no progress or info lines: warnings, errors and the summary")
     run.set_defaults(func=cmd_run)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):  # cron mails and journals: warnings, errors and the summary only
+        logging.getLogger("etl").setLevel(logging.WARNING)
     return args.func(args)
 
 

@@ -133,8 +133,10 @@ class Config:
 
     @property
     def digest(self) -> str:
-        """Identifies the config's meaning (not the database) for run records and resume checks."""
-        raw = {k: v for k, v in self.raw.items() if k != "database"}
+        """Identifies the config's meaning for run records and resume checks: what is crawled and how it
+        becomes rows — not where it is stored, nor how fast or politely it is fetched (a run interrupted
+        and resumed with more threads, another engine or a longer timeout is still the same run)."""
+        raw = {k: v for k, v in self.raw.items() if k not in OPERATIONAL}
         return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,6 +154,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                    "max_bytes": 10_000_000},
     "database": {"url": "sqlite:///etl.db", "retry_seconds": 60.0},
 }
+OPERATIONAL = ("run", "politeness", "database")  # sections that do not change what a run produces
 _TOP = {"job", "source", "crawl", "items", "fields", "target", "transform", "run", "politeness", "database"}
 
 def parse_value(text: str) -> Any:
@@ -160,6 +163,17 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def _scalar_paths(node: dict[str, Any], key: str, prefix: str = "") -> list[str]:
+    """Dotted paths of every scalar setting named `key` in nested tables (arrays of tables are not searched)."""
+    out = []
+    for name, value in node.items():
+        if isinstance(value, dict):
+            out += _scalar_paths(value, key, f"{prefix}{name}.")
+        elif name == key and prefix and not isinstance(value, list):
+            out.append(prefix + name)
+    return out
 
 
 def apply_override(raw: dict[str, Any], assignment: str, path: str) -> None:
@@ -171,16 +185,13 @@ def apply_override(raw: dict[str, Any], assignment: str, path: str) -> None:
     value = parse_value(text.strip())
     parts = key.split(".")
     if len(parts) == 1 and key not in raw:
-        owners = [name for name, section in raw.items()
-                  if isinstance(section, dict) and key in section and not isinstance(section[key], dict | list)]
-        if not owners:
-            owners = [name for name in ("source", "run", "politeness", "database")
-                      if key in _DEFAULTS.get(name, {})]
+        owners = _scalar_paths(raw, key)  # anywhere in the file, nested tables included
+        owners += [f"{name}.{key}" for name in _DEFAULTS if key in _DEFAULTS[name] and f"{name}.{key}" not in owners]
         if len(owners) > 1:
-            raise ConfigError(f"--set {key}: ambiguous, say which: {', '.join(f'{o}.{key}' for o in owners)}")
+            raise ConfigError(f"--set {key}: ambiguous, say which: {', '.join(owners)}")
         if not owners:
             raise ConfigError(f"--set {key}: no such setting in {path}; use a dotted path such as source.{key}")
-        parts = [owners[0], key]
+        parts = owners[0].split(".")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})

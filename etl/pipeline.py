@@ -35,6 +35,7 @@ __all__ = ["Coordinator", "RunFailed", "Stats", "run_job"]
 log = logging.getLogger("etl.pipeline")
 
 MAX_WRITER_RESTARTS = 3
+NOTHING_SUCCEEDED = "every page failed, none succeeded (is the source down or refusing us?); see the failures table"
 
 
 @dataclass
@@ -305,6 +306,8 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
         if coordinator.stop_requested.is_set():
             status = "interrupted"
             state.interrupted = True
+        elif stats.pages_ok == 0 and stats.pages_failed:
+            status, message = "failed", NOTHING_SUCCEEDED
         else:
             status = "succeeded" if stats.pages_failed == 0 else "partial"
         return state, stats

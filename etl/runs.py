@@ -1,8 +1,9 @@
 """Run bookkeeping done by the coordinator while no writer runs: open (or resume) a run, close it.
 
-Resume rule: the newest run of the same job whose status is `running` (the process died) or
-`interrupted` (SIGINT/SIGTERM) is continued — its frontier's pending entries are fetched again — unless
-`--fresh` is given or the config changed meaning (different digest), in which case a new run starts.
+Resume rule: the newest run of the same job whose status is `running` (the process died), `interrupted`
+(SIGINT/SIGTERM) or `failed` with pages still pending (the database stayed away, the writer kept dying) is
+continued — its frontier's pending entries are fetched again — unless `--fresh` is given or the config
+changed meaning (different digest), in which case a new run starts.
 """
 
 from __future__ import annotations
@@ -124,8 +125,12 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
     now = dt.datetime.now(dt.UTC)
     params = json.dumps({"base_url": base_url, "pid": os.getpid(), "host": socket.gethostname()})
     with engine.begin() as conn:
-        row = conn.execute(select(runs).where(runs.c.job == cfg.job, runs.c.status.in_(("running", "interrupted")))
+        row = conn.execute(select(runs).where(runs.c.job == cfg.job,
+                                              runs.c.status.in_(("running", "interrupted", "failed")))
                            .order_by(runs.c.id.desc()).limit(1)).first()
+        if row is not None and row.status == "failed" and not conn.execute(
+                select(frontier.c.url).where(frontier.c.run_id == row.id, frontier.c.state == "pending").limit(1)).first():
+            row = None  # failed with nothing left to do (every page failed): the next run starts over
         if row is not None and (fresh or row.config_digest != cfg.digest):
             reason = "--fresh" if fresh else "the config changed"
             conn.execute(update(runs).where(runs.c.id == row.id)

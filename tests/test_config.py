@@ -281,6 +281,19 @@ def test_ambiguous_bare_key_is_an_error(tmp_path):
     assert "ambiguous" in msg and "source.type" in msg and "transform.type" in msg and "\n" not in msg
 
 
+def test_bare_key_in_a_nested_table_and_a_default_is_ambiguous(tmp_path):
+    # [crawl.pagination] max_pages is in the file, run.max_pages only a default: neither may win silently
+    with pytest.raises(ConfigError) as info:
+        load(minimal(tmp_path, "\n[crawl.pagination]\nmax_pages = 50\n"), ["max_pages=5"])
+    msg = str(info.value)
+    assert "ambiguous" in msg and "crawl.pagination.max_pages" in msg and "run.max_pages" in msg
+
+
+def test_bare_key_found_in_a_nested_table(tmp_path):
+    cfg = load(minimal(tmp_path, '\n[crawl.pagination]\nnext = "a.next"\n'), ["next=a.more"])
+    assert cfg.pagination.next == "a.more"
+
+
 @pytest.mark.parametrize(("assignment", "fragment"), [
     ("nosuchkey=1", "no such setting"),
     ("fetch_threads", "expected key=value"),
@@ -366,6 +379,13 @@ def test_digest_is_stable_across_loads():
                                       "fields.extra=div.extra"])
 def test_digest_changes_with_meaning(override):
     assert load(DEMO, [override]).digest != load(DEMO).digest
+
+
+@pytest.mark.parametrize("override", ["run.fetch_threads=8", "run.engine=bs4", "run.parse_processes=1",
+                                      "politeness.retries=2", "politeness.delay=0.01", "run.max_pages=5"])
+def test_digest_ignores_how_fast_and_politely_pages_are_fetched(override):
+    # resuming an interrupted run with more threads or a longer timeout must not start it over
+    assert load(DEMO, [override]).digest == load(DEMO).digest
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -23,9 +23,9 @@ LISTINGS = 5000
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(db: Path, *extra: str, env: dict | None = None, stderr=subprocess.STDOUT) -> subprocess.Popen:
+def start(db: Path, *extra: str, env: dict | None = None, stderr=subprocess.STDOUT, quiet: bool = True) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", f"sqlite:///{db}",
-           "--quiet", "--set", f"source.demo.listings={LISTINGS}", "--set", "source.demo.encoding=gbk", *extra]
+           *(["--quiet"] if quiet else []), "--set", f"source.demo.listings={LISTINGS}", "--set", "source.demo.encoding=gbk", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=stderr, text=True)
 
@@ -141,7 +141,7 @@ def kill_child_mid_run(tmp_path: Path, role: str) -> tuple[subprocess.Popen, str
     db = tmp_path / "etl.db"
     log = tmp_path / "stderr.log"
     with open(log, "w") as err:
-        proc = start(db, stderr=err)
+        proc = start(db, stderr=err, quiet=False)  # the "process started (pid N)" lines are INFO
         wait_for(db, proc, 1000)
         pids = re.findall(rf"{role} process started \(pid (\d+)\)", log.read_text())
         assert pids, log.read_text()
@@ -205,4 +205,59 @@ def test_sigkill_with_a_spilled_frontier_then_resume(tmp_path: Path) -> None:
     resume = start(db, "--set", "run.frontier_memory=20")
     out, _ = resume.communicate(timeout=300)
     assert resume.returncode == 0 and "(resumed)" in out, out
+    check_complete(db)
+
+
+def test_a_source_that_is_down_fails_the_run_and_the_next_run_starts_over(tmp_path: Path) -> None:
+    """Nothing fetched at all is not a partial success: exit 3, status failed, and since no page is left
+    pending, the next run starts afresh instead of resuming an empty run."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "down.toml"
+    config.write_text(f'''job = "down"
+[source]
+type = "http"
+start_urls = ["http://127.0.0.1:{port}/list/"]
+[[crawl.pages]]
+kind = "list"
+items = true
+[items]
+select = "li"
+key = {{ attr = "data-id" }}
+[fields]
+title = {{ css = "a" }}
+[politeness]
+retries = 1
+''')
+    db = f"sqlite:///{tmp_path / 'etl.db'}"
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "etl.cli", "run", str(config), "--db", db, "--quiet"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 3, result.stdout + result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "every page failed" in errors[0], result.stderr
+    runs = table(db, "SELECT id, status, message FROM runs ORDER BY id")
+    assert [r["status"] for r in runs] == ["failed", "failed"]  # two runs: the second did not resume the first
+    assert "every page failed" in runs[0]["message"]
+
+
+def test_a_failed_run_with_pages_left_is_resumed(tmp_path: Path) -> None:
+    """A run that failed (database away too long, writer dying) keeps its pending pages: the next run
+    continues it, as exit code 3's "resumable" promises."""
+    import sqlalchemy
+
+    db = tmp_path / "etl.db"
+    proc = start(db)
+    wait_for(db, proc, 500)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    engine = sqlalchemy.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:  # end it the way a RunFailed does
+        conn.execute(sqlalchemy.text("UPDATE runs SET status = 'failed', message = 'database writes failed: x'"))
+    engine.dispose()
+    assert count(db, "SELECT count(*) FROM frontier WHERE state = 'pending'") > 0
+    assert "(resumed)" in finish(db)
     check_complete(db)
