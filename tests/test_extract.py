@@ -189,12 +189,13 @@ def test_links_pagination_override_gives_numbered_page_links(engine):
     assert ex.cfg.pagination.links == "div.page-box a"
     parsed = ex.parse(render(site(options), Request(START, "city")))
     pages = [link.url for link in parsed.links if link.kind == "city"]
-    # window on page 1: 1 2 3 … 14, plus 下一页 → pg2 (the current page's own pg1/ link is a different URL;
-    # duplicates within one page's links are harmless, the coordinator dedupes)
-    assert set(pages) == {f"{START}pg{n}/" for n in (1, 2, 3, 14)}
-    # the page number is the link's own number (at least 2: page 1 is the facet page itself)
+    # window on page 1: 1 2 3 … 14, plus 下一页 → pg2. The link numbered 1 (pg1/) is this very page under
+    # another URL: not followed, or page 1 would be fetched twice. Duplicates within one page's links are
+    # harmless, the coordinator dedupes.
+    assert set(pages) == {f"{START}pg{n}/" for n in (2, 3, 14)}
+    # the page number is the link's own number
     assert {link.url: link.meta["page"] for link in parsed.links if link.kind == "city"} == {
-        f"{START}pg{n}/": max(n, 2) for n in (1, 2, 3, 14)}
+        f"{START}pg{n}/": n for n in (2, 3, 14)}
     # without the override only the "next" link is followed
     plain = demo_extractor(engine).parse(render(site(options), Request(START, "city")))
     assert [link.url for link in plain.links if link.kind == "city"] == [f"{START}pg2/"]
@@ -215,9 +216,15 @@ def test_max_pages_limits_pagination(engine):
     ex = demo_extractor(engine, ("crawl.pagination.max_pages=3",))
     first = ex.parse(render(site(options), Request(START, "city")))
     assert [link.url for link in first.links if link.kind == "city"] == [f"{START}pg2/", f"{START}pg3/"]
+    assert any("max_pages = 3" in w for w in first.warnings)  # rows left behind are never silent
     nxt = SiteOptions(**FULL, pagination="next")
     third = ex.parse(render(site(nxt), Request(f"{START}pg3/", "city", {"page": 3})))
     assert [link for link in third.links if link.kind == "city"] == []
+    assert any("max_pages = 3" in w for w in third.warnings)
+    second = ex.parse(render(site(nxt), Request(f"{START}pg2/", "city", {"page": 2})))
+    assert not any("max_pages" in w for w in second.warnings)  # said once per list, by its last page
+    whole = demo_extractor(engine).parse(render(site(options), Request(START, "city")))
+    assert not any("max_pages" in w for w in whole.warnings)  # 14 pages ≤ 100: nothing to say
 
 
 @pytest.mark.parametrize("pagination", ["json", "next", "links"])
@@ -676,7 +683,8 @@ def test_detail_merge_carries_list_fields_through_meta(detail_extractor):
     assert len(parsed.links) == 1
     req = parsed.links[0]
     assert req.url == f"{BASE}/d/7.html" and req.kind == "detail"
-    assert req.meta == {"key": "7", "raw": {"title": "Flat 7", "total_price": "1.5"}}
+    # from = "page": the list page the item is on (read once per page), carried along like item fields
+    assert req.meta == {"key": "7", "raw": {"title": "Flat 7", "total_price": "1.5", "heading": "list heading"}}
     detail = ('<html><body><h1>Flat 7 detail</h1><div class="area"><a>朝阳</a></div>'
               '<span class="listed">2024/3/5</span><span class="own">商品房</span></body></html>')
     result = ex.parse(page_of(req, detail))
@@ -684,8 +692,14 @@ def test_detail_merge_carries_list_fields_through_meta(detail_extractor):
     assert result.rows == [{
         "source": "unit", "listing_id": "7", "title": "Flat 7", "total_price": Decimal(15000), "district": "朝阳",
         "listed_date": dt.date(2024, 3, 5), "url": f"{BASE}/d/7.html",
-        "extras": {"ownership": "商品房", "heading": "Flat 7 detail"},
+        "extras": {"ownership": "商品房", "heading": "list heading"},
     }]
+
+
+def test_page_field_of_a_detail_page_reached_without_a_list_is_read_there(detail_extractor):
+    req = Request(f"{BASE}/d/7.html", "detail", {"key": "7", "raw": {"title": "Flat 7"}})
+    result = detail_extractor.parse(page_of(req, "<html><body><h1>Flat 7 detail</h1></body></html>"))
+    assert result.rows[0]["extras"]["heading"] == "Flat 7 detail"
 
 
 def test_detail_page_missing_detail_fields_gives_none(detail_extractor):

@@ -64,7 +64,7 @@ class Extractor:
         fields = list(cfg.fields.values())
         self.item_fields = [f for f in fields if f.source == "item"]
         self.page_fields = [f for f in fields if f.source == "page"]
-        self.detail_fields = [f for f in fields if f.source in ("detail", "page")]
+        self.detail_fields = [f for f in fields if f.source == "detail"]
         self.flat = cfg.transform.type == "stock_mentions"  # it reads every field, not the table's columns
 
     def _specs(self) -> list[FieldSpec]:
@@ -189,24 +189,29 @@ class Extractor:
                 result.warnings.append(f"{page.url}: {count} results exceed the cap of {self.cfg.cap} and no narrower "
                                        "facet was found; the list may be incomplete")
         if rule.paginate:
-            result.links += self._pages(page, root, kind, number)
+            result.links += self._pages(page, root, kind, number, result.warnings)
         if rule.items or rule.paginate:
             self._items(page, root, result)
 
-    def _pages(self, page: Page, root: Node, kind: str, number: int) -> list[Request]:
+    def _pages(self, page: Page, root: Node, kind: str, number: int, warnings: list[str]) -> list[Request]:
         pg = self.cfg.pagination
         out: list[Request] = []
         carry = {"via": page.request.meta["via"]} if "via" in page.request.meta else {}
+        truncated = False
         if pg.total_pages and number == 1:
             total = CONVERTERS["int"](self.raw(pg.total_pages, root)) or 1
             template = self.raw(pg.url, root) if pg.url else pg.template
+            truncated = total > pg.max_pages
             if template:
                 for n in range(2, min(total, pg.max_pages) + 1):
                     url = absolute(page.url, template.replace("{url}", page.url).replace("{page}", str(n)))
                     if url and allowed(url, self.domains):
                         out.append(Request(url, kind, {"page": n, **carry}))
-        if pg.next and number < pg.max_pages:
-            out += self.links(LinkRule(pg.next, kind), root, page.url, {"page": number + 1, **carry})[:1]
+        if pg.next:
+            following = self.links(LinkRule(pg.next, kind), root, page.url, {"page": number + 1, **carry})[:1]
+            if number < pg.max_pages:
+                out += following
+            truncated = truncated or bool(following) and number == pg.max_pages
         if pg.links:  # numbered links: the number is the link's text ("上一页"/"下一页" → this page ± 1)
             for a in root.css(pg.links):
                 url = absolute(page.url, a.attr("href"))
@@ -214,14 +219,23 @@ class Extractor:
                     continue
                 label = a.text()
                 n = int(label) if label.isdigit() else number + 1
+                if n == 1:
+                    continue  # back to the first page, where this list started (often another URL for it)
                 if n <= pg.max_pages:
-                    out.append(Request(url, kind, {"page": max(n, 2), **carry}))
+                    out.append(Request(url, kind, {"page": n, **carry}))
+                else:  # said once per list: by its page number max_pages (pages before it link ahead too)
+                    truncated = truncated or number == pg.max_pages
+        if truncated:
+            warnings.append(f"{page.url}: this list has more than [crawl.pagination] max_pages = "
+                            f"{pg.max_pages} pages; the rest is not fetched (raise max_pages, or split the list "
+                            "with facets)")
         return out
 
     def _items(self, page: Page, root: Node, result: Parsed) -> None:
         items = self.cfg.items
         skip = {n.key() for n in root.css(items.skip)} if items.skip else set()
         page_raw: dict[str, str | None] | None = None  # fields read once per page, for every item on it
+        facets: dict[str, str | None] | None = None
         for node in root.css(items.select):
             if node.key() in skip:
                 result.skipped += 1
@@ -233,8 +247,10 @@ class Extractor:
                 continue
             cache: dict = {}
             raw = {f.name: self.raw(f, node, cache) for f in self.item_fields}
+            if page_raw is None:  # fields of the list page itself, read once for all its items
+                page_raw = {f.name: self.raw(f, root) for f in self.page_fields}
             if items.detail:
-                meta = {"key": key, "raw": raw}
+                meta = {"key": key, "raw": {**raw, **page_raw}}
                 if "via" in page.request.meta:
                     meta["via"] = page.request.meta["via"]
                 links = self.links(items.detail, node, page.url, meta)
@@ -243,11 +259,10 @@ class Extractor:
                 else:
                     result.skipped += 1
                 continue
-            if page_raw is None:
-                page_raw = {f.name: self.raw(f, root) for f in self.page_fields}
-                page_raw.update(self.facet_values(page.request.meta.get("via", {})))
+            if facets is None:
+                facets = self.facet_values(page.request.meta.get("via", {}))
             try:
-                result.rows.append(self.row(key, {**raw, **page_raw}, page.url))
+                result.rows.append(self.row(key, {**raw, **page_raw, **facets}, page.url))
             except FieldError as exc:
                 result.item_errors.append(f"item {key}: {exc}")
 
@@ -264,6 +279,9 @@ class Extractor:
         cache: dict = {}
         for f in self.detail_fields:
             raw[f.name] = self.raw(f, root, cache)
+        for f in self.page_fields:  # reached without a list page (carried nothing): read it here
+            if f.name not in raw:
+                raw[f.name] = self.raw(f, root, cache)
         try:
             result.rows.append(self.row(key, raw, page.url))
         except FieldError as exc:
