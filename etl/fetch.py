@@ -31,6 +31,7 @@ _PROXY_ENV = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "n
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
+ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: crawlers must read at least 500 KiB; more is not needed
 
 
 @dataclass(slots=True)
@@ -47,7 +48,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True too
         return min(float(value), 600.0)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -165,15 +166,29 @@ class Fetcher:
         return parser.allows(url)
 
     def _load_robots(self, origin: str) -> Robots | str:
+        """RFC 9309: up to five redirects (here: only within the allowed domains), the first 500 KiB read."""
+        url = origin + "/robots.txt"
         try:
-            r = self.session().get(origin + "/robots.txt", timeout=self.timeout)
-        except requests.RequestException as exc:
+            for _ in range(6):
+                with self.session().get(url, timeout=self.timeout, stream=True, allow_redirects=False) as r:
+                    if r.status_code in REDIRECTS and r.headers.get("location"):
+                        url = urljoin(url, r.headers["location"])
+                        if not allowed(url, self.domains):
+                            return Robots()  # robots.txt lives elsewhere: as if there were none
+                        continue
+                    if r.status_code >= 500 or r.status_code == 429:
+                        return f"robots.txt answered HTTP {r.status_code}"
+                    if r.status_code >= 400:
+                        return Robots()  # no robots.txt: everything is allowed
+                    body, deadline = b"", time.monotonic() + self.total_timeout
+                    for chunk in r.iter_content(65536):
+                        body += chunk
+                        if len(body) >= ROBOTS_MAX_BYTES or time.monotonic() > deadline:
+                            break
+                    return Robots.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"), self.user_agent)
+            return Robots()  # too many redirects: as if there were none
+        except (requests.RequestException, ValueError, UnicodeError) as exc:
             return f"robots.txt unreachable ({type(exc).__name__})"
-        if r.status_code >= 500 or r.status_code == 429:
-            return f"robots.txt answered HTTP {r.status_code}"
-        if r.status_code >= 400:
-            return Robots()  # no robots.txt: everything is allowed
-        return Robots.parse(r.content.decode("utf-8", "replace"), self.user_agent)
 
     def fetch(self, request: Request) -> Page | FetchFailure:
         url = request.url
@@ -215,7 +230,7 @@ class Fetcher:
                 if r.status_code >= 400:
                     return FetchFailure(request, f"HTTP {r.status_code}", r.status_code)
                 declared = r.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self.max_bytes:
+                if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
                     return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}",
                                         r.status_code)
                 chunks, size = [], 0
@@ -233,7 +248,7 @@ class Fetcher:
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
             return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}", None, True)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError, UnicodeError) as exc:  # bad URLs, redirect targets
             return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}")
 
 
@@ -258,7 +273,10 @@ def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
     done: queue.SimpleQueue = queue.SimpleQueue()  # holds at most what the coordinator has in flight
 
     def run(request: Request) -> None:
-        result = fetcher.fetch(request)
+        try:
+            result = fetcher.fetch(request)
+        except Exception as exc:  # never lose a request: the coordinator waits for every one it handed over
+            result = FetchFailure(request, f"fetch error: {type(exc).__name__}: {one_line(exc)}")
         if isinstance(result, Page):
             done.put(("page", request.url, result.status, pickle.dumps(result, pickle.HIGHEST_PROTOCOL)))
         else:

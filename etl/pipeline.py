@@ -183,23 +183,34 @@ class Coordinator:
         self.stats.skipped += parsed.skipped
         self.writer.post(("page", req.url, parsed.rows, links, "done"))
 
-    def _handle_fetches(self, fetching: dict[str, Request]) -> None:
+    def _handle_fetches(self, fetching: dict[str, tuple[Request, float]]) -> None:
         try:
             messages = self.fetch.results()
         except (EOFError, OSError):  # the fetch process died: its requests go back to the frontier
             self.fetch.restart()
-            for req in fetching.values():
+            for req, _ in fetching.values():
                 self._queue(req)
             fetching.clear()
             return
         for msg in messages:
-            req = fetching.pop(msg[1], None)
+            req, _ = fetching.pop(msg[1], (None, 0.0))
             if req is None:
-                continue  # already handed back (restart) or fetched twice after a writer recovery
+                continue  # already handed back (restart), given up as stalled, or fetched twice after a writer recovery
             if msg[0] == "page":
                 self.pool.submit(Job(req, msg[2], msg[3]))
             else:
                 self._fetched(req, msg[2])
+
+    def _give_up_stalled(self, fetching: dict[str, tuple[Request, float]], now: float) -> None:
+        """A server that trickles its headers or body a byte at a time never trips the read timeout, and a
+        blocked read cannot be interrupted: after a generous bound, record the page as failed and go on (its
+        late result, if any, is ignored). The bound covers queueing behind `delay` on one host."""
+        limit = (2 * (self.cfg.connect_timeout + self.cfg.read_timeout + self.cfg.total_timeout) + 30
+                 + self.cfg.delay * self.cfg.fetch_threads)
+        for url in [u for u, (_, since) in fetching.items() if now - since > limit]:
+            req, _ = fetching.pop(url)
+            self._failed(req, "fetch", f"no complete response after {limit:.0f} s (the server stalled; "
+                                       f"total_timeout = {self.cfg.total_timeout:g} s per response)")
 
     def _handle_parsed(self, results: list[tuple[Job, Any]]) -> None:
         for job, result in results:
@@ -229,7 +240,7 @@ class Coordinator:
             self.writer.close()
 
     def _loop(self) -> None:
-        fetching: dict[str, Request] = {}
+        fetching: dict[str, tuple[Request, float]] = {}  # url → (request, when handed over)
         limit = self.cfg.max_pages or None
         started = 0
         last_counts = time.monotonic()
@@ -256,7 +267,7 @@ class Coordinator:
                     if req.kind == "rows":
                         self.pool.submit(Job.of(req))
                     else:
-                        fetching[req.url] = req
+                        fetching[req.url] = (req, now)
                         handover.append(req)
                 if handover:
                     self.fetch.submit(handover)
@@ -272,6 +283,7 @@ class Coordinator:
                 self.writer.flush_if_idle()
                 if time.monotonic() - last_counts > 2.0:
                     last_counts = time.monotonic()
+                    self._give_up_stalled(fetching, last_counts)
                     self.writer.flush()
                     self.writer.send(("counts", self.stats.pages_ok, self.stats.pages_failed))
             except WriterLost:

@@ -736,3 +736,11 @@ def test_blank_key_is_skipped(engine, unit_cfg_path):
     parsed = parse_sub(unit_cfg_path, engine, body)
     assert [r["listing_id"] for r in parsed.rows] == ["3"]
     assert parsed.skipped == 2
+
+
+def test_unjoinable_or_overlong_links_are_skipped_not_fatal():
+    from etl.parse.extract import MAX_URL, absolute
+
+    assert absolute(f"{BASE}/list/", "http://[::1/x") is None
+    assert absolute(f"{BASE}/list/", "/d/" + "x" * MAX_URL) is None
+    assert absolute(f"{BASE}/list/", "../d/7.html#photos") == f"{BASE}/d/7.html"

@@ -360,3 +360,40 @@ def test_robots_5xx_is_a_retryable_failure_not_an_allow():
                     read_timeout=1, max_bytes=10_000, robots=True)
         result = f.fetch(Request(f"{BASE}/page", "x"))
     assert isinstance(result, FetchFailure) and result.retryable and "robots.txt" in result.error
+
+
+# ---------------------------------------------------------------------------------------------- hostile headers
+
+
+def test_unparseable_redirect_target_is_a_failure_not_an_exception(mock):
+    mock.add(responses.GET, f"{BASE}/old", status=302, headers={"Location": "http://[::1/x"})
+    result = get(f"{BASE}/old")
+    assert isinstance(result, FetchFailure) and "ValueError" in result.error and not result.retryable
+
+
+def test_non_ascii_digits_in_numeric_headers_are_ignored(mock):
+    mock.add(responses.GET, f"{BASE}/busy", status=503, headers={"Retry-After": "²"})
+    result = get(f"{BASE}/busy")
+    assert isinstance(result, FetchFailure) and result.retryable and result.retry_after is None
+    assert retry_after_seconds("²") is None
+
+
+def test_robots_redirect_outside_the_allowed_domains_is_not_followed(mock):
+    mock.add(responses.GET, f"{BASE}/robots.txt", status=301, headers={"Location": "http://elsewhere.test/robots.txt"})
+    mock.add(responses.GET, f"{BASE}/a", body=b"ok")
+    assert isinstance(get(f"{BASE}/a", robots=True), Page)
+    assert all("elsewhere" not in call.request.url for call in mock.calls)
+
+
+def test_robots_redirect_inside_the_allowed_domains_is_followed(mock):
+    mock.add(responses.GET, f"{BASE}/robots.txt", status=301, headers={"Location": f"{BASE}/r.txt"})
+    mock.add(responses.GET, f"{BASE}/r.txt", body=ROBOTS)
+    result = get(f"{BASE}/private/x", robots=True)
+    assert isinstance(result, FetchFailure) and "disallowed by robots.txt" in result.error
+
+
+def test_only_the_first_500_kib_of_robots_txt_are_read(mock):
+    huge = ROBOTS + "# padding\n" * 200_000  # ~2 MB; the rules come first
+    mock.add(responses.GET, f"{BASE}/robots.txt", body=huge)
+    result = get(f"{BASE}/private/x", robots=True)
+    assert isinstance(result, FetchFailure) and "disallowed by robots.txt" in result.error

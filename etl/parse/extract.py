@@ -35,10 +35,18 @@ def allowed(url: str, domains: tuple[str, ...]) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
 
+MAX_URL = 2000  # longer links are not followed (servers and index keys have limits; no real page needs more)
+
+
 def absolute(base: str, href: str | None) -> str | None:
+    """The link's absolute URL without its fragment, or None for links that cannot be followed."""
     if not href or href.startswith(("javascript:", "mailto:", "tel:", "data:")):
         return None
-    return urldefrag(urljoin(base, href.strip()))[0]
+    try:
+        url = urldefrag(urljoin(base, href.strip()))[0]
+    except ValueError:  # "http://[::1/x": an unbalanced IPv6 bracket, say — one bad link, not a bad page
+        return None
+    return url if len(url) <= MAX_URL else None
 
 
 def _json_path(text: str, path: str) -> str | None:

@@ -1,0 +1,20 @@
+"""Coordinator decisions that need no processes: giving up on a fetch the server stalls forever."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from etl.items import Request
+from etl.pipeline import Coordinator
+
+
+def test_a_fetch_stalled_past_the_bound_is_recorded_as_failed_and_forgotten() -> None:
+    cfg = SimpleNamespace(connect_timeout=1.0, read_timeout=2.0, total_timeout=3.0, delay=0.0, fetch_threads=16)
+    failed: list[tuple] = []
+    fake = SimpleNamespace(cfg=cfg, _failed=lambda req, stage, error, status=None: failed.append((req.url, stage, error)))
+    limit = 2 * (1 + 2 + 3) + 30
+    fresh, stalled = Request("http://a.test/fresh", "detail"), Request("http://a.test/stalled", "detail")
+    fetching = {fresh.url: (fresh, 1000.0 - limit + 5), stalled.url: (stalled, 1000.0 - limit - 1)}
+    Coordinator._give_up_stalled(fake, fetching, 1000.0)
+    assert list(fetching) == [fresh.url]  # a late result for the stalled one is ignored
+    assert failed and failed[0][:2] == (stalled.url, "fetch") and "stalled" in failed[0][2]
