@@ -237,7 +237,9 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
                       "message": message, "finished_at": dt.datetime.now(dt.UTC)}
             written = conn.execute(select(schema.runs.c.rows_written)
                                    .where(schema.runs.c.id == state.run_id)).scalar()
-            values["rows_written"] = max(written or 0, stats.rows)  # the writer's count, or ours if higher
+            # the writer's count, or ours if higher — unless the run failed: then rows parsed may never
+            # have been committed, and only the database's count is true
+            values["rows_written"] = (written or 0) if status == "failed" else max(written or 0, stats.rows)
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])

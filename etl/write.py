@@ -83,11 +83,33 @@ except ImportError:  # pragma: no cover - psycopg2 is a dependency
     _DriverInterfaceError = _DriverOperationalError = DriverError
 
 
+# SQLSTATE classes worth waiting out: connection exception, insufficient resources, operator intervention
+# (shutdown, crash recovery), transaction rollback (serialization failure, deadlock). Others in psycopg2's
+# OperationalError — program limit exceeded (an over-long index key), query canceled — are the data's fault.
+_TRANSIENT_SQLSTATE = ("08", "53", "57P", "40")
+
+
 def _is_disconnect(exc: BaseException) -> bool:
     """Connection trouble (retry the batch later) as opposed to data the database refuses."""
     if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "pgcode", None)
+        return code.startswith(_TRANSIENT_SQLSTATE) if code else isinstance(exc, OperationalError)
+    code = getattr(exc, "pgcode", None)
+    if code:
+        return code.startswith(_TRANSIENT_SQLSTATE)
     return isinstance(exc, _DriverOperationalError | _DriverInterfaceError)
+
+
+def clean_text(text: str) -> str:
+    """Text any database accepts: NUL → U+FFFD, lone surrogates (from JSON escapes) → '?'."""
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 # COPY text format escapes, and the NUL rule (PostgreSQL text cannot hold U+0000). Most values hold none
@@ -182,8 +204,8 @@ class Writer:
             batch.states[url] = state
         elif kind == "fail":
             _, url, stage, status, error, attempts = msg
-            batch.failures.append({"run_id": self.s.run_id, "url": url, "stage": stage, "status": status,
-                                   "error": error[:2000], "attempts": attempts,
+            batch.failures.append({"run_id": self.s.run_id, "url": clean_text(url), "stage": stage,
+                                   "status": status, "error": clean_text(error[:2000]), "attempts": attempts,
                                    "at": dt.datetime.now(dt.UTC)})
         elif kind == "counts":
             batch.counts = (msg[1], msg[2])

@@ -18,3 +18,27 @@ def test_a_fetch_stalled_past_the_bound_is_recorded_as_failed_and_forgotten() ->
     Coordinator._give_up_stalled(fake, fetching, 1000.0)
     assert list(fetching) == [fresh.url]  # a late result for the stalled one is ignored
     assert failed and failed[0][:2] == (stalled.url, "fetch") and "stalled" in failed[0][2]
+
+
+def test_only_connection_trouble_is_waited_out() -> None:
+    from etl.write import _is_disconnect
+
+    class PgError(Exception):
+        def __init__(self, code: str) -> None:
+            self.pgcode = code
+
+    assert _is_disconnect(PgError("08006"))  # connection failure
+    assert _is_disconnect(PgError("57P01"))  # admin shutdown
+    assert _is_disconnect(PgError("40P01"))  # deadlock: retry the batch
+    assert not _is_disconnect(PgError("54000"))  # program limit exceeded (an over-long index key)
+    assert not _is_disconnect(PgError("57014"))  # query canceled
+    assert not _is_disconnect(PgError("22021"))  # bad encoding
+
+
+def test_text_for_the_database_has_no_nul_and_no_lone_surrogate() -> None:
+    from etl.parse.extract import _json_path
+    from etl.write import clean_text
+
+    assert clean_text("a\x00b\ud800c") == "a\ufffdb?c"
+    assert clean_text("北京") == "北京"
+    assert _json_path('{"v": "x\\ud800y"}', "v") == "x?y"  # a JSON escape Python decodes to a lone surrogate

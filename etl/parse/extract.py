@@ -18,6 +18,7 @@ from etl.parse.charset import DecodeError, decode_html
 from etl.parse.cleaners import CONVERTERS
 from etl.parse.engines import Node, parse_html
 from etl.schema import table_columns
+from etl.write import clean_text
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 
@@ -46,7 +47,7 @@ def absolute(base: str, href: str | None) -> str | None:
         url = urldefrag(urljoin(base, href.strip()))[0]
     except ValueError:  # "http://[::1/x": an unbalanced IPv6 bracket, say — one bad link, not a bad page
         return None
-    return url if len(url) <= MAX_URL else None
+    return url if len(url) <= MAX_URL and "\x00" not in url else None
 
 
 def _json_path(text: str, path: str) -> str | None:
@@ -56,7 +57,10 @@ def _json_path(text: str, path: str) -> str | None:
             value = value[int(part)] if isinstance(value, list) else value[part]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    text = str(value)
+    return text if text.isascii() else clean_text(text)  # "\ud800" in JSON is a lone surrogate in Python
 
 
 class Extractor:
