@@ -59,11 +59,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     unit = "pages" if cfg.source_type == "http" else "row ranges"
     detail = f" [{by_status}]" if cfg.source_type == "http" else ""
     skipped = f"; list items skipped by rule: {stats.skipped:,}" if cfg.source_type == "http" else ""
+    now = sum(stats.by_status.values())  # this invocation's pages; the other counts are the whole run's
+    if state.resumed:  # the status breakdown and skips were counted by this invocation only: say so
+        counted = (f"  {unit}: {pages:,} in the whole run ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed); "
+                   f"this session {now:,}{detail} at {now / elapsed if elapsed else 0:,.0f} {unit}/s\n"
+                   f"  rows written: {stats.rows:,} into {cfg.table} (whole run){skipped} (this session)\n")
+    else:
+        counted = (f"  {unit}: {pages:,} ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed){detail} "
+                   f"{pages / elapsed if elapsed else 0:,.0f} {unit}/s\n"
+                   f"  rows written: {stats.rows:,} into {cfg.table}{skipped}\n")
     print(f"run {state.run_id} of {cfg.job}{' (resumed)' if state.resumed else ''}: {status} in {elapsed:,.1f}s\n"
-          f"  {unit}: {pages:,} ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed){detail} "
-          f"{pages / elapsed if elapsed else 0:,.0f} {unit}/s\n"
-          f"  rows written: {stats.rows:,} into {cfg.table}{skipped}\n"
-          f"  database: {config_mod.mask_url(cfg.database_url)}")
+          f"{counted}  database: {config_mod.mask_url(cfg.database_url)}")
     if interrupted:
         return EXIT_INTERRUPTED
     if nothing:

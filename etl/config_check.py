@@ -5,6 +5,7 @@ Every check names the file, the key and what is wrong, because the user reads on
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from decimal import Decimal, InvalidOperation
@@ -146,8 +147,15 @@ def build(raw: dict[str, Any], path: str) -> Config:
     if not re.fullmatch(r"[\w.-]+", job):
         raise ck.fail("job", "use letters, digits, '-', '_' or '.' only")
 
-    source = ck.table(raw["source"], "[source]",
-                      {"type", "site", "city", "base_url", "start_urls", "allowed_domains", "demo", "sql"}, {"type"})
+    known = {"type", "site", "city", "base_url", "start_urls", "allowed_domains", "demo", "sql"}
+    source = raw["source"]
+    if isinstance(source, dict):  # any other scalar is a variable for {placeholders}, unless it looks like a typo
+        for key in source:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            if key not in known and close:
+                raise ck.fail(f"[source].{key}", f"unknown key; did you mean {close[0]!r}?")
+        known |= {k for k, v in source.items() if isinstance(v, str | int | float) and not isinstance(v, bool)}
+    source = ck.table(source, "[source]", known, {"type"})
     stype = ck.typed(source, "type", "[source]", str)
     if stype not in ("http", "sql"):
         raise ck.fail("[source].type", f"unknown source type {stype!r} (use http or sql)")

@@ -229,6 +229,8 @@ class Fetcher:
                                         retry_after_seconds(r.headers.get("retry-after")))
                 if r.status_code >= 400:
                     return FetchFailure(request, f"HTTP {r.status_code}", r.status_code)
+                if r.status_code >= 300 or r.status_code in (204, 205):  # 304 unasked, 3xx without Location
+                    return FetchFailure(request, f"HTTP {r.status_code} without content to parse", r.status_code)
                 declared = r.headers.get("content-length", "")
                 if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
                     return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}",
@@ -243,6 +245,8 @@ class Fetcher:
                     if size > self.max_bytes:
                         return FetchFailure(request, f"body exceeds max_bytes={self.max_bytes}", r.status_code)
                     chunks.append(chunk)
+                if not size:  # a glitch more often than a page: retried, then recorded (never stored as NULLs)
+                    return FetchFailure(request, "empty response body", r.status_code, True)
                 return Page(request, url, r.status_code, {k.lower(): v for k, v in r.headers.items()},
                             b"".join(chunks))
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,

@@ -141,7 +141,8 @@ class Coordinator:
 
     def _failed(self, req: Request, stage: str, error: str, status: int | None = None) -> None:
         self.stats.pages_failed += 1
-        self.stats.by_status[str(status or stage)] = self.stats.by_status.get(str(status or stage), 0) + 1
+        key = str(status) if status and status >= 400 else stage  # a 200 cut off at max_bytes is no "200"
+        self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
         self.writer.post(("fail", req.url, stage, status, error, req.attempt + 1))
         self.writer.post(("page", req.url, [], [], "failed"))
 

@@ -424,3 +424,14 @@ def test_cli_bad_override_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --set nosuchkey") and "\n" not in err
     assert not db.exists()
+
+
+def test_any_scalar_in_source_is_a_placeholder_variable(tmp_path):
+    cfg = load(minimal(tmp_path, replace=('city = "bj"', 'city = "bj"\nregion = "north"\nyear = 2024')),
+               ["source.start_urls=['http://demo.test/{region}/{year}/']"])
+    assert cfg.start_urls == ("http://demo.test/north/2024/",)
+
+
+def test_a_source_key_close_to_a_known_one_is_a_typo_not_a_variable(tmp_path):
+    msg = config_error(minimal(tmp_path, replace=('city = "bj"', 'city = "bj"\nallowed_domain = "demo.test"')))
+    assert "allowed_domain" in msg and "did you mean 'allowed_domains'" in msg

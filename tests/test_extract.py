@@ -744,3 +744,12 @@ def test_unjoinable_or_overlong_links_are_skipped_not_fatal():
     assert absolute(f"{BASE}/list/", "http://[::1/x") is None
     assert absolute(f"{BASE}/list/", "/d/" + "x" * MAX_URL) is None
     assert absolute(f"{BASE}/list/", "../d/7.html#photos") == f"{BASE}/d/7.html"
+
+
+def test_a_body_still_compressed_says_so():
+    import os
+
+    ex = demo_extractor("selectolax")
+    page = Page(Request(f"{BASE}/x", "detail", {"key": "1"}), f"{BASE}/x", 200,
+                {"content-type": "text/html", "content-encoding": "br"}, os.urandom(3000))
+    assert "Content-Encoding: br" in ex.parse(page).error

@@ -397,3 +397,16 @@ def test_only_the_first_500_kib_of_robots_txt_are_read(mock):
     mock.add(responses.GET, f"{BASE}/robots.txt", body=huge)
     result = get(f"{BASE}/private/x", robots=True)
     assert isinstance(result, FetchFailure) and "disallowed by robots.txt" in result.error
+
+
+@pytest.mark.parametrize(("status", "body"), [(304, b""), (204, b""), (302, b"no location"), (300, b"choices")])
+def test_statuses_without_a_page_are_failures(mock, status, body):
+    mock.add(responses.GET, f"{BASE}/a", status=status, body=body)
+    result = get(f"{BASE}/a")
+    assert isinstance(result, FetchFailure) and result.status == status and not result.retryable
+
+
+def test_an_empty_200_is_a_retryable_failure_not_an_empty_page(mock):
+    mock.add(responses.GET, f"{BASE}/a", status=200, body=b"")
+    result = get(f"{BASE}/a")
+    assert isinstance(result, FetchFailure) and result.retryable and "empty" in result.error

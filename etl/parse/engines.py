@@ -30,14 +30,19 @@ _RAW_TEXT = frozenset({"script", "style", "template"})
 
 
 def _visible_text(node) -> list[str]:
+    """Text nodes in document order, skipping script/style/template subtrees. Iterative: a page nesting
+    thousands of elements must not hit Python's recursion limit."""
     parts: list[str] = []
-    child = node.child
-    while child is not None:
+    stack = [node.child]
+    while stack:
+        child = stack.pop()
+        if child is None:
+            continue
+        stack.append(child.next)  # the sibling comes after this child's subtree
         if child.tag == "-text":
             parts.append(child.text_content or "")
         elif child.tag not in _RAW_TEXT and child.tag != "-comment":
-            parts.extend(_visible_text(child))
-        child = child.next
+            stack.append(child.child)
     return parts
 
 

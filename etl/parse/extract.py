@@ -171,7 +171,9 @@ class Extractor:
         try:
             text, _ = decode_html(page.body, ctype)
         except DecodeError as exc:
-            result.error = str(exc)
+            coding = page.headers.get("content-encoding", "").strip().lower()
+            result.error = (f"body is still {coding}-compressed (Content-Encoding: {coding}, which this install "
+                            "cannot decode)" if coding not in ("", "identity", "gzip", "deflate") else str(exc))
             return result
         root = parse_html(text, self.cfg.engine)
         kind = page.request.kind
