@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from etl import db, schema
 from etl.config import Config, mask_url
@@ -240,6 +240,14 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
             # the writer's count, or ours if higher — unless the run failed: then rows parsed may never
             # have been committed, and only the database's count is true
             values["rows_written"] = (written or 0) if status == "failed" else max(written or 0, stats.rows)
+            # Page counts from the frontier, the committed truth (the coordinator's own tally can count a
+            # page twice when a writer recovery re-queued a page that was in flight)
+            frontier = schema.frontier
+            by_state = dict(conn.execute(select(frontier.c.state, func.count()).where(frontier.c.run_id == state.run_id)
+                                         .group_by(frontier.c.state)).all())
+            if by_state:
+                stats.pages_ok, stats.pages_failed = by_state.get("done", 0), by_state.get("failed", 0)
+                values.update(pages_ok=stats.pages_ok, pages_failed=stats.pages_failed)
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])
