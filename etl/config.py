@@ -36,6 +36,7 @@ class FieldSpec:
     source: str = "item"  # item | detail | page | config
     all: bool = False  # join every match with a space instead of taking the first
     required: bool = False  # missing or unreadable → no row and a failure, instead of NULL
+    format: str | None = None  # date fields: a strptime format ("%d/%m/%Y") instead of year-month-day search
 
 
 @dataclass(frozen=True)

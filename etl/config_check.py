@@ -90,7 +90,7 @@ class _Checker:
         if isinstance(data, str):
             data = {"css": data}
         d = self.table(data, where, {"css", "attr", "json", "regex", "type", "scale", "value", "from", "all",
-                                           "required"})
+                                           "required", "format"})
         ftype = self.typed(d, "type", where, str, "text")
         if ftype not in CONVERTERS:
             raise self.fail(f"{where}.type", f"unknown type {ftype!r} (use {', '.join(CONVERTERS)})")
@@ -106,6 +106,9 @@ class _Checker:
                 Decimal(str(scale))
             except (ValueError, InvalidOperation):
                 raise self.fail(f"{where}.scale", f"expected a number, got {scale!r}") from None
+        fmt = self.typed(d, "format", where, str)
+        if fmt is not None and (ftype != "date" or "%" not in fmt):
+            raise self.fail(f"{where}.format", "only for type = \"date\": a strptime format such as \"%d/%m/%Y\"")
         css = self.css(d["css"], f"{where}.css") if "css" in d else None
         if (source != "config" and not source.startswith("facet:") and css is None and "attr" not in d
                 and "regex" not in d and "json" not in d):
@@ -116,7 +119,7 @@ class _Checker:
                          type=ftype, scale=None if scale is None else str(scale),
                          value=None if d.get("value") is None else str(d["value"]), source=source,
                          all=bool(self.typed(d, "all", where, bool, False)),
-                         required=bool(self.typed(d, "required", where, bool, False)))
+                         required=bool(self.typed(d, "required", where, bool, False)), format=fmt)
 
     def link(self, data: Any, where: str, default_kind: str | None = None) -> LinkRule:
         if isinstance(data, str):

@@ -269,3 +269,18 @@ def test_meta_charset_only_looks_at_the_first_4k():
     late = b"<html><head>" + b" " * 5000 + b'<meta charset="gbk"></head></html>'
     assert meta_charset(late) is None
     assert meta_charset(b'<META HTTP-EQUIV="content-type" CONTENT="text/html; charset=gb2312">') == "gb18030"
+
+
+@pytest.mark.parametrize(("text", "fmt", "want"), [
+    ("05/03/2024", "%d/%m/%Y", dt.date(2024, 3, 5)),
+    (" 03/05/2024 ", "%m/%d/%Y", dt.date(2024, 3, 5)),
+    ("March 5, 2024", "%B %d, %Y", dt.date(2024, 3, 5)),
+    ("２０２４０３０５", "%Y%m%d", dt.date(2024, 3, 5)),  # full-width digits
+    ("31/02/2024", "%d/%m/%Y", None),
+    ("暂无数据", "%d/%m/%Y", None),
+    (None, "%d/%m/%Y", None),
+])
+def test_date_in_a_given_format(text, fmt, want):
+    from etl.parse.cleaners import to_date_format
+
+    assert to_date_format(text, fmt) == want

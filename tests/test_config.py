@@ -435,3 +435,10 @@ def test_any_scalar_in_source_is_a_placeholder_variable(tmp_path):
 def test_a_source_key_close_to_a_known_one_is_a_typo_not_a_variable(tmp_path):
     msg = config_error(minimal(tmp_path, replace=('city = "bj"', 'city = "bj"\nallowed_domain = "demo.test"')))
     assert "allowed_domain" in msg and "did you mean 'allowed_domains'" in msg
+
+
+def test_date_format_is_checked_on_load(tmp_path):
+    cfg = load(minimal(tmp_path, '\n[fields.listed]\ncss = "span.d"\ntype = "date"\nformat = "%d/%m/%Y"\n'))
+    assert cfg.fields["listed"].format == "%d/%m/%Y"
+    msg = config_error(minimal(tmp_path, '\n[fields.listed]\ncss = "span.d"\nformat = "%d/%m/%Y"\n'))
+    assert "[fields.listed].format" in msg and "only for type" in msg

@@ -75,6 +75,16 @@ def to_date(text: str | None) -> dt.date | None:
         return None
 
 
+def to_date_format(text: str | None, fmt: str) -> dt.date | None:
+    """A date in the field's own format ("%d/%m/%Y", "%B %d, %Y"); surrounding whitespace ignored."""
+    if is_null(text):
+        return None
+    try:
+        return dt.datetime.strptime(normalize(str(text)), fmt).date()
+    except ValueError:
+        return None
+
+
 def to_text(text: str | None) -> str | None:
     if is_null(text):
         return None

@@ -15,7 +15,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from etl.config import Config, FieldSpec, LinkRule
 from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
-from etl.parse.cleaners import CONVERTERS
+from etl.parse.cleaners import CONVERTERS, to_date_format
 from etl.parse.engines import Node, parse_html
 from etl.schema import table_columns
 from etl.write import clean_text
@@ -133,6 +133,8 @@ class Extractor:
 
     @staticmethod
     def typed(spec: FieldSpec, raw: str | None) -> Any:
+        if spec.format:
+            return to_date_format(raw, spec.format)
         return CONVERTERS[spec.type](raw, spec.scale) if spec.scale else CONVERTERS[spec.type](raw)
 
     def links(self, rule: LinkRule, node: Node, base: str, meta: dict | None = None,
