@@ -365,6 +365,6 @@ class FetchStage:
             pass
         self.process.join(timeout=10)
         if self.process.is_alive():
-            self.process.terminate()
+            self.process.kill()  # it ignores SIGTERM (only the coordinator stops the run)
             self.process.join(timeout=5)
         self.conn.close()

@@ -122,7 +122,7 @@ class WriterLink:
                 self.inbox.cancel_join_thread()
                 raise RunFailed(f"database writes failed: {msg[1]}")
             return msg[1]
-        self.process.terminate()
+        self.process.kill()  # it ignores SIGTERM (only the coordinator stops the run)
         raise RunFailed("the writer did not finish within its timeout")
 
     def close(self) -> None:
@@ -130,7 +130,8 @@ class WriterLink:
         if self.process is not None and self.process.is_alive():
             self.process.join(timeout=5)
             if self.process.is_alive():
-                self.process.terminate()
+                self.process.kill()  # it ignores SIGTERM (only the coordinator stops the run)
+                self.process.join(timeout=5)
 
     def _gone(self) -> None:
         # Messages still buffered for a dead reader must not block this process's exit.

@@ -42,3 +42,30 @@ def test_text_for_the_database_has_no_nul_and_no_lone_surrogate() -> None:
     assert clean_text("a\x00b\ud800c") == "a\ufffdb?c"
     assert clean_text("北京") == "北京"
     assert _json_path('{"v": "x\\ud800y"}', "v") == "x?y"  # a JSON escape Python decodes to a lone surrogate
+
+
+def test_a_fetch_stage_with_a_thread_stuck_on_a_silent_server_still_closes() -> None:
+    """The stage process ignores SIGTERM; close() must not leave it running (the interpreter's exit would
+    then wait for it forever, as a run against a server trickling bytes did)."""
+    import multiprocessing as mp
+    import socket
+    import time
+
+    from etl.fetch import FetchStage
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the backlog; nothing is ever answered
+    port = silent.getsockname()[1]
+    kwargs = dict(domains=("127.0.0.1",), user_agent="t", per_host=4, delay=0.0, connect_timeout=5,
+                  read_timeout=120, max_bytes=1000, robots=False, pool_size=2)
+    stage = FetchStage(mp.get_context("spawn"), kwargs, 2)
+    try:
+        stage.submit([Request(f"http://127.0.0.1:{port}/x", "detail")])
+        time.sleep(1.0)  # the request is in flight, its thread blocked in a read
+        t0 = time.monotonic()
+        stage.close()
+        assert time.monotonic() - t0 < 30
+        assert not stage.process.is_alive()
+    finally:
+        silent.close()

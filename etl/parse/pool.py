@@ -178,6 +178,6 @@ class ParsePool:
         for w in self.workers:
             w.process.join(timeout=timeout)
             if w.process.is_alive():
-                w.process.terminate()
+                w.process.kill()  # it ignores SIGTERM (only the coordinator stops the run)
                 w.process.join(timeout=5)
             w.conn.close()
