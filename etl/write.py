@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from etl import schema
 from etl.db import make_engine
 from etl.errors import one_line
+from etl.parse.cleaners import clean_text
 
 log = logging.getLogger("etl.write")
 _SLOW_BATCH = float(os.environ.get("ETL_TEST_SLOW_BATCH", "0") or 0)
@@ -101,15 +102,6 @@ def _is_disconnect(exc: BaseException) -> bool:
         return code.startswith(_TRANSIENT_SQLSTATE)
     return isinstance(exc, _DriverOperationalError | _DriverInterfaceError)
 
-
-def clean_text(text: str) -> str:
-    """Text any database accepts: NUL → U+FFFD, lone surrogates (from JSON escapes) → '?'."""
-    text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
 
 
 # COPY text format escapes, and the NUL rule (PostgreSQL text cannot hold U+0000). Most values hold none

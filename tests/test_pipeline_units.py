@@ -36,8 +36,8 @@ def test_only_connection_trouble_is_waited_out() -> None:
 
 
 def test_text_for_the_database_has_no_nul_and_no_lone_surrogate() -> None:
+    from etl.parse.cleaners import clean_text
     from etl.parse.extract import _json_path
-    from etl.write import clean_text
 
     assert clean_text("a\x00b\ud800c") == "a\ufffdb?c"
     assert clean_text("北京") == "北京"

@@ -85,6 +85,16 @@ def to_date_format(text: str | None, fmt: str) -> dt.date | None:
         return None
 
 
+def clean_text(text: str) -> str:
+    """Text any database accepts: NUL → U+FFFD, lone surrogates (from JSON escapes) → '?'."""
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def to_text(text: str | None) -> str | None:
     if is_null(text):
         return None

@@ -15,10 +15,9 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from etl.config import Config, FieldSpec, LinkRule
 from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
-from etl.parse.cleaners import CONVERTERS, to_date_format
+from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
 from etl.parse.engines import Node, parse_html
 from etl.schema import table_columns
-from etl.write import clean_text
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 
