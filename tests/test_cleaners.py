@@ -138,12 +138,13 @@ def test_normalize_and_is_null():
 
 
 def test_converters_take_text_and_scale_uniformly():
-    assert set(CONVERTERS) == {"text", "int", "float", "decimal", "date"}
+    assert set(CONVERTERS) == {"text", "int", "float", "decimal", "date", "url"}
     assert CONVERTERS["int"]("1.5万", 2) == 30000
     assert CONVERTERS["float"]("1.5", "0.5") == 0.75
     assert CONVERTERS["decimal"]("523.5", "10000") == Decimal(5_235_000)
     assert CONVERTERS["text"](" a  b ", "10") == "a b"  # text and date ignore the scale
     assert CONVERTERS["date"]("2024-03-05", 3) == dt.date(2024, 3, 5)
+    assert CONVERTERS["url"](" http://a.test/x ", 3) == "http://a.test/x" and CONVERTERS["url"]("-") is None
 
 
 # ------------------------------------------------------------------------------------------- charset

@@ -753,3 +753,18 @@ def test_a_body_still_compressed_says_so():
     page = Page(Request(f"{BASE}/x", "detail", {"key": "1"}), f"{BASE}/x", 200,
                 {"content-type": "text/html", "content-encoding": "br"}, os.urandom(3000))
     assert "Content-Encoding: br" in ex.parse(page).error
+
+
+def test_url_fields_are_made_absolute_against_the_page_they_were_read_on(detail_extractor):
+    ex = Extractor(config.load(detail_extractor.cfg.path, ["run.engine=selectolax", 'fields.agent.css=a.agent',
+                                                           'fields.agent.attr=href', 'fields.agent.type=url',
+                                                           'fields.photo.css=img', 'fields.photo.attr=src',
+                                                           'fields.photo.type=url', 'fields.photo.from=detail'],
+                               database_url="sqlite://"), DOMAINS)
+    listing = ('<html><body><ul><li class="item" data-id="7"><a class="go" href="/d/7.html">Flat 7</a>'
+               '<a class="agent" href="../agents/3.html">agent</a></li></ul></body></html>')
+    req = ex.parse(page_of(Request(f"{BASE}/list/a/", "list"), listing)).links[0]
+    assert req.meta["raw"]["agent"] == f"{BASE}/list/agents/3.html"  # against the list page, not the detail
+    row = ex.parse(page_of(req, '<html><body><img src="img/7.jpg"></body></html>')).rows[0]
+    assert row["extras"]["agent"] == f"{BASE}/list/agents/3.html"
+    assert row["extras"]["photo"] == f"{BASE}/d/img/7.jpg"

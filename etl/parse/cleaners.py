@@ -107,4 +107,5 @@ CONVERTERS = {
     "float": to_float,
     "decimal": to_decimal,
     "date": lambda text, scale=None: to_date(text),
+    "url": lambda text, scale=None: None if is_null(text) else str(text).strip(),  # made absolute when read
 }

@@ -94,9 +94,10 @@ class Extractor:
         return rules
 
     # ---------------------------------------------------------------------------------- values
-    def raw(self, spec: FieldSpec, node: Node, cache: dict | None = None) -> str | None:
+    def raw(self, spec: FieldSpec, node: Node, cache: dict | None = None, base: str | None = None) -> str | None:
         """The field's string before typing: css → text/attr → json → regex. Missing → None.
-        `cache` shares selector results between fields of one node (eight fields read one houseInfo)."""
+        `cache` shares selector results between fields of one node (eight fields read one houseInfo).
+        `type = "url"` values are made absolute against `base`, the page they were read on."""
         if spec.source == "config":
             return spec.value
         key = (spec.css, spec.attr, spec.all)
@@ -112,6 +113,8 @@ class Extractor:
             if value is not None and spec.regex:
                 m = self.regex[spec.regex].search(value)
                 value = None if m is None else (m.group(1) if m.re.groups else m.group(0))
+            if value is not None and spec.type == "url" and base:
+                value = absolute(base, value)
             if value is not None:
                 values.append(value)
         return " ".join(values) if values else None
@@ -261,9 +264,9 @@ class Extractor:
                 result.skipped += 1  # not a listing: no natural key
                 continue
             cache: dict = {}
-            raw = {f.name: self.raw(f, node, cache) for f in self.item_fields}
+            raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
             if page_raw is None:  # fields of the list page itself, read once for all its items
-                page_raw = {f.name: self.raw(f, root) for f in self.page_fields}
+                page_raw = {f.name: self.raw(f, root, None, page.url) for f in self.page_fields}
             if items.detail:
                 meta = {"key": key, "raw": {**raw, **page_raw}}
                 if "via" in page.request.meta:
@@ -293,10 +296,10 @@ class Extractor:
         raw.update(self.facet_values(meta.get("via", {})))
         cache: dict = {}
         for f in self.detail_fields:
-            raw[f.name] = self.raw(f, root, cache)
+            raw[f.name] = self.raw(f, root, cache, page.url)
         for f in self.page_fields:  # reached without a list page (carried nothing): read it here
             if f.name not in raw:
-                raw[f.name] = self.raw(f, root, cache)
+                raw[f.name] = self.raw(f, root, cache, page.url)
         try:
             result.rows.append(self.row(key, raw, page.url))
         except FieldError as exc:
