@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pages = stats.pages_ok + stats.pages_failed
     by_status = ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.by_status.items()))
     interrupted = _interrupted(state)
-    nothing = not interrupted and stats.pages_ok == 0 and stats.pages_failed > 0
+    nothing = state.status == "failed"  # every page failed (run_job decided; RunFailed never gets here)
     status = "interrupted (run again to resume)" if interrupted else "failed" if nothing else (
         "succeeded" if stats.pages_failed == 0 else "finished with failed pages (see the failures table)")
     unit = "pages" if cfg.source_type == "http" else "row ranges"

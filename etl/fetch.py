@@ -266,7 +266,6 @@ def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
     thread's send (a lock around the pipe made 16 threads queue behind each other for the GIL).
     Pages are pickled here, once, and the coordinator forwards those bytes to a parse process as they
     are. A bundle is a pickled list of ("page", url, status, pickled Page) / ("fail", url, FetchFailure)."""
-    import pickle
     import queue
     import signal
     from concurrent.futures import ThreadPoolExecutor

@@ -329,6 +329,7 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
         raise
     finally:
         progress.close()
+        state.status = status
         finish_run(cfg, state, status, coordinator.stats, message)
         cleanup()
         for sig, handler in previous.items():

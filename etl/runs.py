@@ -36,6 +36,7 @@ class RunState:
     pages_failed: int = 0
     rows_before: int = 0
     interrupted: bool = False
+    status: str = "running"  # how the run ended, as recorded in `runs` (set by run_job)
 
 
 def _start_demo(cfg: Config):

@@ -92,16 +92,13 @@ _TRANSIENT_SQLSTATE = ("08", "53", "57P", "40")
 
 def _is_disconnect(exc: BaseException) -> bool:
     """Connection trouble (retry the batch later) as opposed to data the database refuses."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        code = getattr(exc.orig, "pgcode", None)
-        return code.startswith(_TRANSIENT_SQLSTATE) if code else isinstance(exc, OperationalError)
-    code = getattr(exc, "pgcode", None)
+    wrapped = isinstance(exc, DBAPIError)
+    if wrapped and exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig if wrapped else exc, "pgcode", None)
     if code:
         return code.startswith(_TRANSIENT_SQLSTATE)
-    return isinstance(exc, _DriverOperationalError | _DriverInterfaceError)
-
+    return isinstance(exc, OperationalError | _DriverOperationalError | _DriverInterfaceError)
 
 
 # COPY text format escapes, and the NUL rule (PostgreSQL text cannot hold U+0000). Most values hold none

@@ -213,25 +213,14 @@ def test_a_source_that_is_down_fails_the_run_and_the_next_run_starts_over(tmp_pa
     pending, the next run starts afresh instead of resuming an empty run."""
     import socket
 
+    from tests.test_config import MINIMAL  # the smallest valid crawl config, pointed at a dead port
+
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = tmp_path / "down.toml"
-    config.write_text(f'''job = "down"
-[source]
-type = "http"
-start_urls = ["http://127.0.0.1:{port}/list/"]
-[[crawl.pages]]
-kind = "list"
-items = true
-[items]
-select = "li"
-key = {{ attr = "data-id" }}
-[fields]
-title = {{ css = "a" }}
-[politeness]
-retries = 1
-''')
+    config.write_text(MINIMAL.replace("http://demo.test/{city}/list/", f"http://127.0.0.1:{port}/list/")
+                      + "\n[politeness]\nretries = 1\n")
     db = f"sqlite:///{tmp_path / 'etl.db'}"
     for _ in range(2):
         result = subprocess.run([sys.executable, "-m", "etl.cli", "run", str(config), "--db", db, "--quiet"],

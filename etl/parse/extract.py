@@ -252,8 +252,9 @@ class Extractor:
     def _items(self, page: Page, root: Node, result: Parsed) -> None:
         items = self.cfg.items
         skip = {n.key() for n in root.css(items.skip)} if items.skip else set()
-        page_raw: dict[str, str | None] | None = None  # fields read once per page, for every item on it
-        facets: dict[str, str | None] | None = None
+        # fields of the list page itself and of the facets that led here: once per page, for every item
+        page_raw = {f.name: self.raw(f, root, None, page.url) for f in self.page_fields}
+        facets = self.facet_values(page.request.meta.get("via", {}))
         for node in root.css(items.select):
             if node.key() in skip:
                 result.skipped += 1
@@ -265,8 +266,6 @@ class Extractor:
                 continue
             cache: dict = {}
             raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
-            if page_raw is None:  # fields of the list page itself, read once for all its items
-                page_raw = {f.name: self.raw(f, root, None, page.url) for f in self.page_fields}
             if items.detail:
                 meta = {"key": key, "raw": {**raw, **page_raw}}
                 if "via" in page.request.meta:
@@ -277,8 +276,6 @@ class Extractor:
                 else:
                     result.skipped += 1
                 continue
-            if facets is None:
-                facets = self.facet_values(page.request.meta.get("via", {}))
             try:
                 result.rows.append(self.row(key, {**raw, **page_raw, **facets}, page.url))
             except FieldError as exc:
