@@ -56,9 +56,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     nothing = state.status == "failed"  # every page failed (run_job decided; RunFailed never gets here)
     status = "interrupted (run again to resume)" if interrupted else "failed" if nothing else (
         "succeeded" if stats.pages_failed == 0 else "finished with failed pages (see the failures table)")
-    unit = "pages" if cfg.source_type == "http" else "row ranges"
-    detail = f" [{by_status}]" if cfg.source_type == "http" else ""
-    skipped = f"; list items skipped by rule: {stats.skipped:,}" if cfg.source_type == "http" else ""
+    from etl.sources import source_class
+
+    kind = source_class(cfg.source_type)
+    unit = kind.unit
+    detail = f" [{by_status}]" if kind.fetches else ""
+    skipped = f"; list items skipped by rule: {stats.skipped:,}" if kind.fetches else ""
     now = sum(stats.by_status.values())  # this invocation's pages; the other counts are the whole run's
     if state.resumed:  # the status breakdown and skips were counted by this invocation only: say so
         counted = (f"  {unit}: {pages:,} in the whole run ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed); "
@@ -83,8 +86,8 @@ def _interrupted(state) -> bool:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from etl.config import mask_url
     from etl.db import DatabaseError, upgrade
+    from etl.dialects.base import mask_url
 
     url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"
     try:
@@ -126,7 +129,7 @@ def cmd_demo_truth(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_news(args: argparse.Namespace) -> int:
-    from etl.config import mask_url
+    from etl.dialects.base import mask_url
     from etl.sources.news_seed import seed_news
 
     url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl.config import mask_url
+from etl.dialects import dialect_for
+from etl.dialects.base import mask_url
 from etl.errors import one_line
 
 
@@ -16,30 +17,9 @@ class DatabaseError(Exception):
     """The database cannot be used (unreachable, wrong schema version); str() is one line for the user."""
 
 
-def driver_url(url: str) -> str:
-    """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
-
-
 def make_engine(url: str, **kwargs) -> Engine:
-    """A fresh engine for this process. SQLite gets WAL (readers never block the one writer) and a busy
-    timeout; PostgreSQL gets a pre-ping so a restarted server is noticed instead of failing a batch."""
-    url = driver_url(url)
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    """A fresh engine for this process, set up as its database's dialect says (etl/dialects/)."""
+    return dialect_for(url).create_engine(url, **kwargs)
 
 
 def migrations_dir() -> Path:

@@ -20,10 +20,11 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from etl.config.model import FetchSettings
 from etl.errors import one_line
-from etl.items import Page, Request
-from etl.parse.extract import allowed
+from etl.items import Fetched, Page, Request
 from etl.robots import Robots
+from etl.urls import allowed
 
 log = logging.getLogger("etl.fetch")
 
@@ -93,16 +94,14 @@ class HostGate:
 
 
 class Fetcher:
-    def __init__(self, *, domains: tuple[str, ...], user_agent: str, per_host: int, delay: float,
-                 connect_timeout: float, read_timeout: float, max_bytes: int, robots: bool,
-                 pool_size: int = 16, total_timeout: float = 120.0) -> None:
-        self.total_timeout = total_timeout
+    def __init__(self, settings: FetchSettings, domains: tuple[str, ...], pool_size: int = 16) -> None:
+        self.total_timeout = settings.total_timeout
         self.domains = domains
-        self.user_agent = user_agent
-        self.timeout = (connect_timeout, read_timeout)
-        self.max_bytes = max_bytes
-        self.gate = HostGate(per_host, delay)
-        self.obey_robots = robots
+        self.user_agent = settings.user_agent
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
+        self.max_bytes = settings.max_bytes
+        self.gate = HostGate(settings.per_host, settings.delay)
+        self.obey_robots = settings.robots
         self.pool_size = pool_size
         self.local = threading.local()
         self.robots: dict[str, Robots] = {}
@@ -260,19 +259,19 @@ class Fetcher:
 BUNDLE_BYTES = 2 * 2**20  # results travel to the coordinator in bundles of up to this many body bytes
 
 
-def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
+def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads: int) -> None:
     """The fetch stage's own process: a thread pool of Fetchers. Requests arrive in lists; results leave
     in bundles sent by one sender thread, so a fetch thread never waits for the pipe or for another
     thread's send (a lock around the pipe made 16 threads queue behind each other for the GIL).
     Pages are pickled here, once, and the coordinator forwards those bytes to a parse process as they
-    are. A bundle is a pickled list of ("page", url, status, pickled Page) / ("fail", url, FetchFailure)."""
+    are. A bundle is a pickled list of Fetched / FetchFailure."""
     import queue
     import signal
     from concurrent.futures import ThreadPoolExecutor
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fetcher = Fetcher(**fetcher_kwargs)
+    fetcher = Fetcher(settings, domains, pool_size=threads)
     done: queue.SimpleQueue = queue.SimpleQueue()  # holds at most what the coordinator has in flight
 
     def run(request: Request) -> None:
@@ -281,9 +280,9 @@ def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
         except Exception as exc:  # never lose a request: the coordinator waits for every one it handed over
             result = FetchFailure(request, f"fetch error: {type(exc).__name__}: {one_line(exc)}")
         if isinstance(result, Page):
-            done.put(("page", request.url, result.status, pickle.dumps(result, pickle.HIGHEST_PROTOCOL)))
+            done.put(Fetched(request.url, result.status, pickle.dumps(result, pickle.HIGHEST_PROTOCOL)))
         else:
-            done.put(("fail", request.url, result))
+            done.put(result)
 
     def send() -> None:
         while True:
@@ -294,7 +293,7 @@ def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
             bundle, size = [], 0
             while True:  # everything finished meanwhile, up to BUNDLE_BYTES of pages
                 bundle.append(item)
-                size += len(item[3]) if item[0] == "page" else 0
+                size += len(item.payload) if type(item) is Fetched else 0
                 if size >= BUNDLE_BYTES:
                     break
                 try:
@@ -323,13 +322,13 @@ def _stage_main(conn, fetcher_kwargs: dict, threads: int) -> None:
 class FetchStage:
     """The fetch thread pool, in a process of its own so that its GIL does nothing but fetch."""
 
-    def __init__(self, ctx, fetcher_kwargs: dict, threads: int) -> None:
-        self.ctx, self.kwargs, self.threads = ctx, fetcher_kwargs, threads
+    def __init__(self, ctx, settings: FetchSettings, domains: tuple[str, ...], threads: int) -> None:
+        self.ctx, self.settings, self.domains, self.threads = ctx, settings, domains, threads
         self._spawn()
 
     def _spawn(self) -> None:
         self.conn, child = self.ctx.Pipe()
-        self.process = self.ctx.Process(target=_stage_main, args=(child, self.kwargs, self.threads),
+        self.process = self.ctx.Process(target=_stage_main, args=(child, self.settings, self.domains, self.threads),
                                         daemon=True, name="etl-fetch")
         self.process.start()
         child.close()
@@ -343,8 +342,8 @@ class FetchStage:
         except OSError:
             return False
 
-    def results(self) -> list[tuple]:
-        """Everything that has arrived: ("page", url, status, pickled Page) or ("fail", url, FetchFailure).
+    def results(self) -> list[Fetched | FetchFailure]:
+        """Everything that has arrived: Fetched pages (still pickled) and FetchFailures.
         Raises EOFError when the stage process has died."""
         out = []
         while self.conn.poll():

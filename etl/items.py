@@ -62,3 +62,83 @@ class Failure:
     error: str
     status: int | None = None
     attempts: int = 1
+
+
+# ------------------------------------------------------------------------------ fetch stage → coordinator
+@dataclass(slots=True)
+class Fetched:
+    """A page the fetch stage got, still pickled: the coordinator forwards the bytes to a parse process."""
+
+    url: str  # the request's URL (the coordinator's handle on it)
+    status: int
+    payload: bytes  # pickle of the Page
+
+
+# ------------------------------------------------------------------------------ coordinator → writer
+@dataclass(slots=True)
+class Link:
+    """A newly discovered unit of work, as the frontier table stores it."""
+
+    url: str
+    key: int  # etl.urls.fingerprint(url)
+    kind: str
+    meta: str  # JSON
+
+
+@dataclass(slots=True)
+class PageDone:
+    """A unit is finished: its rows, the new work it found, and its state, committed together."""
+
+    key: int  # the unit's frontier key
+    rows: list[dict[str, Any]]
+    links: list[Link]
+    state: str  # done | failed
+
+
+@dataclass(slots=True)
+class FailureNote:
+    url: str
+    stage: str  # fetch | parse | write
+    status: int | None
+    error: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class Counts:
+    pages_ok: int
+    pages_failed: int
+
+
+@dataclass(slots=True)
+class Bundle:
+    """Several messages in one pickle and one pipe write."""
+
+    messages: list[Any]
+
+
+@dataclass(slots=True)
+class Sync:
+    """Commit now and answer Synced (the coordinator is about to read the frontier)."""
+
+
+@dataclass(slots=True)
+class Stop:
+    """Commit what is held and exit."""
+
+
+# ------------------------------------------------------------------------------ writer → coordinator
+@dataclass(slots=True)
+class Synced:
+    pass
+
+
+@dataclass(slots=True)
+class WriterDone:
+    rows_written: int
+    batches: int
+
+
+@dataclass(slots=True)
+class WriterError:
+    message: str

@@ -13,15 +13,17 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
 
-from etl import db, schema
-from etl.config import Config, mask_url
+from etl import db, schema, targets
+from etl.config.model import Config
+from etl.dialects import dialect_for
+from etl.dialects.base import mask_url
+from etl.frontier import store as frontier_store
 from etl.items import Request
+from etl.sources.base import Source
 
 log = logging.getLogger("etl.runs")
 
@@ -31,7 +33,7 @@ class RunState:
     run_id: int
     resumed: bool = False
     pending: list[Request] = field(default_factory=list)
-    seen: set[int] = field(default_factory=set)  # hash() of every URL in the frontier (this process only)
+    seen: set[int] = field(default_factory=set)  # url_key (etl.urls.fingerprint) of every frontier entry
     pages_ok: int = 0
     pages_failed: int = 0
     rows_before: int = 0
@@ -39,98 +41,43 @@ class RunState:
     status: str = "running"  # how the run ended, as recorded in `runs` (set by run_job)
 
 
-def _start_demo(cfg: Config):
-    import os
-
-    from etl.demo.server import DemoServer
-    from etl.demo.site import SiteOptions
-
-    demo = dict(cfg.demo or {})
-    news = demo.pop("news", None)
-    saved = os.environ.get("ETL_DEMO_NEWS")
-    if news is not None:  # the server process reads the news section's size from its environment
-        os.environ["ETL_DEMO_NEWS"] = str(news)
-    try:
-        server = DemoServer(SiteOptions(**demo), extra_apps=("etl.demo.news:app",))
-        return server, server.start()
-    finally:
-        if saved is None:
-            os.environ.pop("ETL_DEMO_NEWS", None)
-        else:
-            os.environ["ETL_DEMO_NEWS"] = saved
-
-
-def _sql_ranges(cfg: Config, engine) -> list[Request]:
-    """Chunk boundaries every `chunk_rows` keys (window function: works for any sortable key type)."""
-    src = cfg.sql
-    where = f" WHERE {src.where}" if src.where else ""
-    query = text(f"SELECT k FROM (SELECT {src.key} AS k, ROW_NUMBER() OVER (ORDER BY {src.key}) AS rn "
-                 f"FROM {src.table}{where}) AS numbered WHERE (rn - 1) % :chunk = 0 ORDER BY k")
-    with engine.connect() as conn:
-        bounds = [row[0] for row in conn.execute(query, {"chunk": src.chunk_rows})]
-    return [Request(f"sql:{src.table}:{lo}", "rows", {"lo": lo, "hi": bounds[i + 1] if i + 1 < len(bounds) else None})
-            for i, lo in enumerate(bounds)]
-
-
-def _load_stocks(engine) -> None:
+def _load_stocks(engine, url: str) -> None:
     from etl.stocks.dictionary import load_stocks
-    from etl.write import upsert_statement
 
     rows = [{"code": s.code, "name": s.name, "exchange": s.exchange, "listed_date": s.listed_date,
              "aliases": json.dumps(list(s.aliases), ensure_ascii=False)} for s in load_stocks()]
     with engine.begin() as conn:
-        conn.execute(upsert_statement(engine, "stocks"), rows)
+        dialect_for(url).upsert_rows(conn, schema.stocks, schema.NATURAL_KEYS["stocks"], (), rows)
 
 
-def open_run(cfg: Config, fresh: bool) -> tuple[RunState, tuple[str, ...], dict | None, Callable[[], None]]:
+def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
+    """Migrate, prepare the source (demo site, seeded table, download), then create or resume the run."""
     db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
-    server, base_url = (None, None)
-    start_urls = cfg.start_urls
-    if cfg.demo is not None and cfg.source_type == "http":
-        server, base_url = _start_demo(cfg)
-        start_urls = tuple(u.replace("{base_url}", base_url) for u in start_urls)
-    domains = cfg.allowed_domains or tuple(sorted({urlsplit(u).hostname for u in start_urls if urlsplit(u).hostname}))
-    if cfg.source_type == "sql" and cfg.demo and cfg.demo.get("news"):
-        from etl.sources.news_seed import seed_news, table_exists
-
-        src_url = cfg.sql.url or cfg.database_url
-        if not table_exists(src_url, cfg.sql.table):
-            log.info("no %s table yet: seeding %s synthetic articles ([source] demo.news)", cfg.sql.table,
-                     f"{int(cfg.demo['news']):,}")
-            seed_news(src_url, int(cfg.demo["news"]), table=cfg.sql.table)
+    source.prepare()
     engine = db.make_engine(cfg.database_url)
     try:
-        state = _resume_or_create(cfg, engine, fresh, start_urls, base_url)
+        targets.ensure(engine, cfg.target)
+        state = _resume_or_create(cfg, engine, fresh, source)
         if cfg.transform.type == "stock_mentions":
-            _load_stocks(engine)
+            _load_stocks(engine, cfg.database_url)
+    except targets.TargetError as exc:
+        raise db.DatabaseError(str(exc)) from None
     finally:
         engine.dispose()
-    fetcher = None  # the fetch stage builds its Fetcher in its own process from these settings
-    if cfg.source_type == "http":
-        fetcher = dict(domains=domains, user_agent=cfg.user_agent, per_host=cfg.per_host, delay=cfg.delay,
-                       connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
-                       max_bytes=cfg.max_bytes, robots=cfg.robots, pool_size=cfg.fetch_threads,
-                       total_timeout=cfg.total_timeout)
-        if not cfg.robots:
-            log.warning("robots.txt is NOT obeyed for this run ([politeness] robots = false)")
-
-    def cleanup() -> None:
-        if server is not None:
-            server.stop()
-
-    return state, domains, fetcher, cleanup
+    return state
 
 
-def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: str | None) -> RunState:
+def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunState:
     runs, frontier = schema.runs, schema.frontier
     now = dt.datetime.now(dt.UTC)
+    base_url = source.base_url
     params = json.dumps({"base_url": base_url, "pid": os.getpid(), "host": socket.gethostname()})
     with engine.begin() as conn:
         row = conn.execute(select(runs).where(runs.c.job == cfg.job,
                                               runs.c.status.in_(("running", "interrupted", "failed")))
                            .order_by(runs.c.id.desc()).limit(1)).first()
         if row is not None and row.status == "failed" and not conn.execute(
-                select(frontier.c.url).where(frontier.c.run_id == row.id, frontier.c.state == "pending").limit(1)).first():
+                select(frontier.c.url_key).where(frontier.c.run_id == row.id, frontier.c.state == "pending").limit(1)).first():
             row = None  # failed with nothing left to do (every page failed): the next run starts over
         if row is not None and (fresh or row.config_digest != cfg.digest):
             reason = "--fresh" if fresh else "the config changed"
@@ -142,9 +89,7 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
         if row is not None:
             old_base = json.loads(row.params or "{}").get("base_url")
             if old_base and base_url and old_base != base_url:  # the demo server got a new port
-                conn.execute(text("UPDATE frontier SET url = :new || substr(url, :n) WHERE run_id = :r "
-                                  "AND substr(url, 1, :m) = :old"),
-                             {"new": base_url, "n": len(old_base) + 1, "m": len(old_base), "old": old_base, "r": row.id})
+                frontier_store.rebase(conn, row.id, old_base, base_url)
             conn.execute(update(runs).where(runs.c.id == row.id).values(status="running", params=params))
             state = RunState(run_id=row.id, resumed=True, rows_before=row.rows_written)
             load_frontier(conn, state)
@@ -153,16 +98,9 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, start_urls, base_url: st
         run_id = conn.execute(insert(runs).values(
             job=cfg.job, config_digest=cfg.digest, database=mask_url(cfg.database_url), started_at=now,
             status="running", pages_ok=0, pages_failed=0, rows_written=0, params=params)).inserted_primary_key[0]
-        if cfg.source_type == "sql":
-            src_engine = db.make_engine(cfg.sql.url) if cfg.sql.url else engine
-            requests = _sql_ranges(cfg, src_engine)
-        else:
-            first_kind = next(iter(cfg.pages))
-            requests = [Request(u, first_kind, {}) for u in dict.fromkeys(start_urls)]
-        if requests:
-            conn.execute(insert(frontier), [{"run_id": run_id, "url": r.url, "kind": r.kind,
-                                             "meta": r.meta_json(), "state": "pending"} for r in requests])
-        return RunState(run_id=run_id, pending=requests, seen={hash(r.url) for r in requests})
+        requests = source.plan(engine)
+        seen = frontier_store.add(conn, run_id, requests)
+        return RunState(run_id=run_id, pending=requests, seen=seen)
 
 
 def _refuse_if_alive(cfg: Config, row) -> None:
@@ -189,31 +127,17 @@ def _refuse_if_alive(cfg: Config, row) -> None:
 
 
 def load_frontier(conn, state: RunState) -> None:
-    """Fill state from the database: every URL seen, the pending ones, and page counts by outcome."""
-    frontier = schema.frontier
-    state.seen, state.pending, state.pages_ok, state.pages_failed = set(), [], 0, 0
-    for url, kind, meta, st in conn.execute(select(frontier.c.url, frontier.c.kind, frontier.c.meta, frontier.c.state)
-                                            .where(frontier.c.run_id == state.run_id)):
-        state.seen.add(hash(url))
-        if st == "pending":
-            state.pending.append(Request.from_frontier(url, kind, meta))
-        elif st == "done":
-            state.pages_ok += 1
-        else:
-            state.pages_failed += 1
+    """Fill state from the database: every key seen, the pending entries, and page counts by outcome."""
+    snap = frontier_store.load(conn, state.run_id)
+    state.seen, state.pending, state.pages_ok, state.pages_failed = snap.seen, snap.pending, snap.done, snap.failed
 
 
-def read_pending(cfg: Config, run_id: int, limit: int) -> list[Request]:
-    """Pending frontier entries, detail pages first (they finish listings), at most `limit`."""
-    frontier = schema.frontier
+def read_pending(cfg: Config, run_id: int, limit: int, urgent_kinds: tuple[str, ...]) -> list[Request]:
+    """Pending frontier entries, the urgent kinds first, at most `limit` (a spilled frontier's read-back)."""
     engine = db.make_engine(cfg.database_url)
     try:
         with engine.connect() as conn:
-            detail = cfg.items.detail.kind if cfg.items and cfg.items.detail else ""
-            rows = conn.execute(select(frontier.c.url, frontier.c.kind, frontier.c.meta)
-                                .where(frontier.c.run_id == run_id, frontier.c.state == "pending")
-                                .order_by(frontier.c.kind != detail).limit(limit)).all()
-        return [Request.from_frontier(url, kind, meta) for url, kind, meta in rows]
+            return frontier_store.read_pending(conn, run_id, limit, urgent_kinds)
     finally:
         engine.dispose()
 

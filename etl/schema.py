@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -42,10 +43,12 @@ runs = Table(
 frontier = Table(
     "frontier", metadata,
     Column("run_id", Integer, primary_key=True),
-    Column("url", Text, primary_key=True),  # a URL, or sql:<table>:<lo>-<hi> for a row range
+    Column("url_key", BigInteger, primary_key=True, autoincrement=False),  # etl.urls.fingerprint(url)
+    Column("url", Text, nullable=False),  # as the page wrote it; or sql:<table>:<lo> for a row range
     Column("kind", String(64), nullable=False),
     Column("meta", Text),  # JSON: page number, raw fields carried to a detail page
     Column("state", String(8), nullable=False),  # pending | done | failed
+    Index("ix_frontier_run_state", "run_id", "state"),
 )
 
 failures = Table(
@@ -112,6 +115,8 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "stock_mentions": ("news_id", "stock_code"),
     "stocks": ("code",),
 }
+# The column an item's key goes in, for the tables a config may name as its target.
+ROW_KEYS: dict[str, str] = {"listings": "listing_id", "stock_mentions": "news_id"}
 # Columns an upsert must not overwrite once a row exists.
 KEEP_ON_UPDATE: dict[str, tuple[str, ...]] = {"listings": ("first_seen",)}
 

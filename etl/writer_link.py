@@ -2,7 +2,7 @@
 
 Why a module of its own: every wait on the writer has a timeout and a liveness check, and a writer that
 dies without a database error is recoverable (the coordinator reloads the frontier and starts another).
-Keeping that here leaves the coordinator about the frontier. The message format is in etl/write.py.
+Keeping that here leaves the coordinator about the frontier. The messages are in etl/items.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from typing import Any
 
+from etl.items import Bundle, Counts, Stop, Sync, Synced, WriterDone, WriterError
 from etl.write import WriterSettings, writer_main
 
 log = logging.getLogger("etl.pipeline")
@@ -29,7 +31,7 @@ class WriterLost(Exception):
 class WriterLink:
     def __init__(self, ctx) -> None:
         self.ctx = ctx
-        self.outgoing: list[tuple] = []  # messages not sent yet (see post)
+        self.outgoing: list[Any] = []  # messages not sent yet (see post)
         self.last_post = time.monotonic()
         self.process = None
 
@@ -48,7 +50,7 @@ class WriterLink:
         return self.process.exitcode
 
     # ---------------------------------------------------------------------------------- sending
-    def post(self, msg: tuple) -> None:
+    def post(self, msg: Any) -> None:
         """Queue a message; they travel in bundles (one pickle and pipe write per bundle)."""
         self.outgoing.append(msg)
         if len(self.outgoing) >= BUNDLE:
@@ -57,7 +59,7 @@ class WriterLink:
     def flush(self) -> None:
         if self.outgoing:
             bundle, self.outgoing = self.outgoing, []
-            self.send(("bundle", bundle))
+            self.send(Bundle(bundle))
         self.last_post = time.monotonic()
 
     def flush_if_idle(self, seconds: float = 0.05) -> None:
@@ -65,7 +67,7 @@ class WriterLink:
         if self.outgoing and time.monotonic() - self.last_post > seconds:
             self.flush()
 
-    def send(self, msg: tuple) -> None:
+    def send(self, msg: Any) -> None:
         while True:
             if not self.process.is_alive():
                 self._gone()
@@ -83,7 +85,7 @@ class WriterLink:
     def sync(self) -> None:
         """Have the writer commit everything it holds, and wait until it has."""
         self.flush()
-        self.send(("sync",))
+        self.send(Sync())
         deadline = time.monotonic() + self.settings.retry_seconds + 60
         while True:
             try:
@@ -94,17 +96,17 @@ class WriterLink:
                 if time.monotonic() > deadline:
                     raise RunFailed("the writer did not answer a sync within its timeout") from None
                 continue
-            if msg[0] == "synced":
+            if type(msg) is Synced:
                 return
-            if msg[0] == "error":
-                raise RunFailed(f"database writes failed: {msg[1]}")
+            if type(msg) is WriterError:
+                raise RunFailed(f"database writes failed: {msg.message}")
 
     def stop(self, pages_ok: int, pages_failed: int, timeout: float = 120.0) -> int:
         """Send the last counts, let the writer commit and exit; returns the rows it wrote."""
         if self.process.is_alive():
             self.flush()
-            self.send(("counts", pages_ok, pages_failed))
-            self.send(("stop",))
+            self.send(Counts(pages_ok, pages_failed))
+            self.send(Stop())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -117,11 +119,13 @@ class WriterLink:
                         raise WriterLost(f"the writer process died (exit code {self.process.exitcode})") from None
                 else:
                     continue
-            self.process.join(timeout=10)
-            if msg[0] == "error":
+            if type(msg) is WriterError:
+                self.process.join(timeout=10)
                 self.inbox.cancel_join_thread()
-                raise RunFailed(f"database writes failed: {msg[1]}")
-            return msg[1]
+                raise RunFailed(f"database writes failed: {msg.message}")
+            if type(msg) is WriterDone:
+                self.process.join(timeout=10)
+                return msg.rows_written
         self.process.kill()  # it ignores SIGTERM (only the coordinator stops the run)
         raise RunFailed("the writer did not finish within its timeout")
 
@@ -146,4 +150,4 @@ class WriterLink:
             msg = self.outbox.get(timeout=0.5)
         except queue.Empty:
             return None
-        return msg[1] if msg[0] == "error" else None
+        return msg.message if type(msg) is WriterError else None

@@ -85,16 +85,16 @@ def test_demo_config_loads():
     assert cfg.fields["total_price"].type == "decimal" and cfg.fields["total_price"].scale == "10000"
     assert cfg.table == "listings"
     assert cfg.database_url == "sqlite:///etl.db"
-    assert (cfg.fetch_threads, cfg.parse_processes, cfg.batch_size) == (16, 2, 1000)
-    assert cfg.robots is True and cfg.engine == "selectolax"
+    assert (cfg.run.fetch_threads, cfg.run.parse_processes, cfg.run.batch_size) == (16, 2, 1000)
+    assert cfg.fetch.robots is True and cfg.run.engine == "selectolax"
 
 
 def test_minimal_config_gets_defaults(tmp_path):
     cfg = load(minimal(tmp_path))
     assert cfg.start_urls == ("http://demo.test/bj/list/",)
     assert cfg.site == "mini"  # site defaults to the job name
-    assert cfg.fetch_threads == 16 and cfg.parse_processes >= 1 and cfg.engine == "selectolax"
-    assert cfg.max_bytes == 10_000_000 and cfg.retries == 3
+    assert cfg.run.fetch_threads == 16 and cfg.run.parse_processes >= 1 and cfg.run.engine == "selectolax"
+    assert cfg.fetch.max_bytes == 10_000_000 and cfg.fetch.retries == 3
     assert cfg.fields["title"].source == "item" and cfg.fields["title"].type == "text"
     assert cfg.items.detail is None
     assert cfg.pagination.total_pages is None
@@ -128,7 +128,7 @@ def test_field_shorthand_string_is_a_css_selector(tmp_path):
     ('t8 = { css = "a", colour = "red" }\n', None, ["[fields.t8]", "colour"]),
     ('t9 = { type = "int" }\n', None, ["[fields.t9]", "css"]),
     ('t10 = { value = "{nope}" }\n', None, ["[fields.t10]", "value", "nope"]),
-    ('\n[target]\ntable = "houses"\n', None, ["[target].table", "houses"]),
+    ('\n[target]\ntable = "frontier"\n', None, ["[target].table", "frontier"]),
     ('\n[transform]\ntype = "sentiment"\n', None, ["[transform].type"]),
     ('\n[database]\nurl = "mysql://root:hunter2@db/x"\n', None, ["[database].url", "mysql://"]),  # unsupported DB
     ('\n[database]\nurl = "etl.db"\n', None, ["[database].url"]),
@@ -252,11 +252,11 @@ def test_load_applies_overrides(tmp_path):
     assert cfg.vars["city"] == "sh"
     assert cfg.start_urls == ("{base_url}/sh/ershoufang/",)
     assert cfg.fields["city"].value == "sh"
-    assert cfg.fetch_threads == 4 and cfg.batch_size == 50 and cfg.robots is False
+    assert cfg.run.fetch_threads == 4 and cfg.run.batch_size == 50 and cfg.fetch.robots is False
     assert cfg.demo["listings"] == 400 and cfg.cap == 100
     assert cfg.pagination.links == "div.page-box a"
     cfg2 = load(minimal(tmp_path), ["fetch_threads=4"])  # [run] absent from the file
-    assert cfg2.fetch_threads == 4
+    assert cfg2.run.fetch_threads == 4
 
 
 def test_override_value_may_contain_equals_sign():

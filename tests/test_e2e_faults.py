@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from etl.config_check import build
+from etl.config.build import build
 from etl.demo.server import DemoServer
 from etl.demo.site import DemoSite, SiteOptions
 from etl.pipeline import run_job

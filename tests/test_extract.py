@@ -56,7 +56,7 @@ def site(options: SiteOptions) -> DemoSite:
 @functools.cache
 def demo_extractor(engine: str, overrides: tuple[str, ...] = ()) -> Extractor:
     cfg = config.load(DEMO, [f"run.engine={engine}", *overrides], database_url="sqlite://")
-    assert cfg.engine == engine
+    assert cfg.run.engine == engine
     return Extractor(cfg, domains=DOMAINS)
 
 

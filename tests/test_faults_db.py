@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from etl import db
+from etl.items import PageDone
+from etl.targets import target_spec
 from etl.write import Batch, Writer, WriterSettings
 from tests.test_e2e_listings import assert_matches_truth, table
 
@@ -124,7 +126,7 @@ def writer_for_run(url: str) -> Writer:
         conn.execute(text("INSERT INTO runs (id, job, config_digest, started_at, status, pages_ok, pages_failed, "
                           "rows_written) VALUES (1, 'j', 'd', :t, 'running', 0, 0, 0)"), {"t": dt.datetime.now(dt.UTC)})
     engine.dispose()
-    return Writer(WriterSettings(url=url, table="listings", run_id=1))
+    return Writer(WriterSettings(url=url, target=target_spec("listings", None, {}), run_id=1))
 
 
 HOSTILE = ["O'Brien \"quoted\"", "'; DROP TABLE listings; --", "nul\x00byte", "back\\slash", "日本語 ＦＵＬＬ",
@@ -136,7 +138,7 @@ def _write_hostile(url: str, copies: int = 1) -> list[dict]:
     batch = Batch()
     rows = [{"source": "t", "listing_id": f"{i:04d}", "title": s, "community": s, "extras": {"note": s}}
             for i, s in enumerate(HOSTILE * copies)]
-    writer.add(batch, ("page", "http://x/1", rows, [], "done"))
+    writer.add(batch, PageDone(1, rows, [], "done"))
     writer.flush(batch)
     writer.engine.dispose()
     return table(url, "SELECT listing_id, title, community, extras FROM listings ORDER BY listing_id")
@@ -165,7 +167,7 @@ def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str, filler: int
             {"source": "t", "listing_id": "bad", "floor_level": "x" * 500},  # longer than the column allows
             {"source": "t", "listing_id": "ok2", "title": "fine too"}]
     rows += [{"source": "t", "listing_id": f"z{i:03d}", "title": "filler"} for i in range(filler)]
-    writer.add(batch, ("page", "http://x/1", rows, [], "done"))
+    writer.add(batch, PageDone(1, rows, [], "done"))
     writer.flush(batch)
     writer.engine.dispose()
     ids = [r["listing_id"] for r in table(pg_url, "SELECT listing_id FROM listings ORDER BY 1")]
@@ -180,7 +182,7 @@ def test_value_the_driver_cannot_take_is_a_failure_sqlite(sqlite_url: str) -> No
     batch = Batch()
     rows = [{"source": "t", "listing_id": "a", "rooms": 2}, {"source": "t", "listing_id": "b", "rooms": 2**70},
             {"source": "t", "listing_id": "c", "title": "lone \udcff surrogate"}, {"source": "t", "listing_id": "d"}]
-    writer.add(batch, ("page", "http://x/1", rows, [], "done"))
+    writer.add(batch, PageDone(1, rows, [], "done"))
     writer.flush(batch)
     writer.engine.dispose()
     ids = [r["listing_id"] for r in table(sqlite_url, "SELECT listing_id FROM listings ORDER BY 1")]

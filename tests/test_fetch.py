@@ -9,6 +9,7 @@ import pytest
 import requests
 import responses
 
+from etl.config.model import FetchSettings
 from etl.fetch import MAX_REDIRECTS, Fetcher, FetchFailure, retry_after_seconds
 from etl.items import Page, Request
 
@@ -18,8 +19,8 @@ ROBOTS = "User-agent: *\nDisallow: /private/\nDisallow: /*/private/\n"
 
 
 def fetcher(robots: bool = False, max_bytes: int = 1_000_000, domains=("demo.test",)) -> Fetcher:
-    return Fetcher(domains=domains, user_agent=UA, per_host=4, delay=0.0, connect_timeout=1.0, read_timeout=1.0,
-                   max_bytes=max_bytes, robots=robots)
+    return Fetcher(FetchSettings(user_agent=UA, per_host=4, delay=0.0, connect_timeout=1.0, read_timeout=1.0,
+                                 max_bytes=max_bytes, robots=robots), domains)
 
 
 def get(url: str, **kw) -> Page | FetchFailure:
@@ -356,8 +357,8 @@ def test_robots_rfc9309_matching_rules():
 def test_robots_5xx_is_a_retryable_failure_not_an_allow():
     with responses.RequestsMock() as rsps:
         rsps.get(f"{BASE}/robots.txt", status=503)
-        f = Fetcher(domains=("demo.test",), user_agent="etl-test", per_host=4, delay=0.0, connect_timeout=1,
-                    read_timeout=1, max_bytes=10_000, robots=True)
+        f = Fetcher(FetchSettings(user_agent="etl-test", per_host=4, delay=0.0, connect_timeout=1,
+                                  read_timeout=1, max_bytes=10_000, robots=True), ("demo.test",))
         result = f.fetch(Request(f"{BASE}/page", "x"))
     assert isinstance(result, FetchFailure) and result.retryable and "robots.txt" in result.error
 

@@ -9,7 +9,8 @@ from etl.pipeline import Coordinator
 
 
 def test_a_fetch_stalled_past_the_bound_is_recorded_as_failed_and_forgotten() -> None:
-    cfg = SimpleNamespace(connect_timeout=1.0, read_timeout=2.0, total_timeout=3.0, delay=0.0, fetch_threads=16)
+    cfg = SimpleNamespace(fetch=SimpleNamespace(connect_timeout=1.0, read_timeout=2.0, total_timeout=3.0, delay=0.0),
+                          run=SimpleNamespace(fetch_threads=16))
     failed: list[tuple] = []
     fake = SimpleNamespace(cfg=cfg, _failed=lambda req, stage, error, status=None: failed.append((req.url, stage, error)))
     limit = 2 * (1 + 2 + 3) + 30
@@ -21,7 +22,9 @@ def test_a_fetch_stalled_past_the_bound_is_recorded_as_failed_and_forgotten() ->
 
 
 def test_only_connection_trouble_is_waited_out() -> None:
-    from etl.write import _is_disconnect
+    from etl.dialects.postgresql import PostgreSQLDialect
+
+    _is_disconnect = PostgreSQLDialect().is_transient
 
     class PgError(Exception):
         def __init__(self, code: str) -> None:
@@ -57,9 +60,11 @@ def test_a_fetch_stage_with_a_thread_stuck_on_a_silent_server_still_closes() -> 
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # connections complete in the backlog; nothing is ever answered
     port = silent.getsockname()[1]
-    kwargs = dict(domains=("127.0.0.1",), user_agent="t", per_host=4, delay=0.0, connect_timeout=5,
-                  read_timeout=120, max_bytes=1000, robots=False, pool_size=2)
-    stage = FetchStage(mp.get_context("spawn"), kwargs, 2)
+    from etl.config.model import FetchSettings
+
+    settings = FetchSettings(user_agent="t", per_host=4, delay=0.0, connect_timeout=5, read_timeout=120,
+                             max_bytes=1000, robots=False)
+    stage = FetchStage(mp.get_context("spawn"), settings, ("127.0.0.1",), 2)
     try:
         stage.submit([Request(f"http://127.0.0.1:{port}/x", "detail")])
         time.sleep(1.0)  # the request is in flight, its thread blocked in a read

@@ -10,43 +10,21 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit
 
 from etl.config import Config, FieldSpec, LinkRule
 from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
 from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
 from etl.parse.engines import Node, parse_html
-from etl.schema import table_columns
+from etl.urls import MAX_URL, absolute, allowed
+
+__all__ = ["MAX_URL", "Extractor", "FieldError", "absolute", "allowed"]
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 
 
 class FieldError(ValueError):
     """A required field is missing or unreadable: the item gives no row, and a failure says why."""
-
-
-def allowed(url: str, domains: tuple[str, ...]) -> bool:
-    """http(s) only, and on one of the allowed hosts or their subdomains."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    host = parts.hostname.lower()
-    return any(host == d or host.endswith("." + d) for d in domains)
-
-
-MAX_URL = 2000  # longer links are not followed (servers and index keys have limits; no real page needs more)
-
-
-def absolute(base: str, href: str | None) -> str | None:
-    """The link's absolute URL without its fragment, or None for links that cannot be followed."""
-    if not href or href.startswith(("javascript:", "mailto:", "tel:", "data:")):
-        return None
-    try:
-        url = urldefrag(urljoin(base, href.strip()))[0]
-    except ValueError:  # "http://[::1/x": an unbalanced IPv6 bracket, say — one bad link, not a bad page
-        return None
-    return url if len(url) <= MAX_URL and "\x00" not in url else None
 
 
 def _json_path(text: str, path: str) -> str | None:
@@ -68,10 +46,9 @@ class Extractor:
         self.domains = domains
         self.regex = {f.regex: re.compile(f.regex) for f in self._specs() if f.regex}
         self.link_match = {r.match: re.compile(r.match) for r in self._links() if r.match}
-        columns = table_columns(cfg.table)
-        self.columns = set(columns)
-        self.key_column = {"listings": "listing_id", "stock_mentions": "news_id"}.get(cfg.table, "id")
-        self.detail_kind = cfg.items.detail.kind if cfg.items and cfg.items.detail else None
+        self.columns = set(cfg.target.column_names)
+        self.key_column = cfg.target.row_key
+        self.detail_kind = cfg.detail_kind
         fields = list(cfg.fields.values())
         self.item_fields = [f for f in fields if f.source == "item"]
         self.page_fields = [f for f in fields if f.source == "page"]
@@ -179,7 +156,7 @@ class Extractor:
             result.error = (f"body is still {coding}-compressed (Content-Encoding: {coding}, which this install "
                             "cannot decode)" if coding not in ("", "identity", "gzip", "deflate") else str(exc))
             return result
-        root = parse_html(text, self.cfg.engine)
+        root = parse_html(text, self.cfg.run.engine)
         kind = page.request.kind
         if kind == self.detail_kind:
             self._detail(page, root, result)

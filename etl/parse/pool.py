@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from etl.items import Page, Parsed, Request
+from etl.items import Parsed, Request
 
 log = logging.getLogger("etl.parse.pool")
 
@@ -33,8 +33,7 @@ def _worker_main(conn: Connection, cfg, domains) -> None:
             return
         if item is None:
             return
-        result = worker.read_rows(item) if isinstance(item, Request) else worker.parse_page(item)
-        conn.send(result)
+        conn.send(worker.process(item))
 
 
 @dataclass
@@ -66,18 +65,21 @@ _STOP = object()
 
 @dataclass(slots=True)
 class Job:
-    """One unit for a parse process: the pickled Page (or SQL range Request) as it arrived, never
-    unpickled in the coordinator, and what the coordinator needs to know about it."""
+    """One unit for a parse process: the pickled Page as the fetch stage sent it (never unpickled in the
+    coordinator), or the Request itself for a kind that does not fetch, and what the coordinator needs
+    to know about it."""
 
     request: Request
     status: int
     payload: bytes
 
     @classmethod
-    def of(cls, item: Page | Request) -> Job:
-        req = item.request if isinstance(item, Page) else item
-        status = item.status if isinstance(item, Page) else 200
-        return cls(req, status, pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
+    def fetched(cls, request: Request, status: int, payload: bytes) -> Job:
+        return cls(request, status, payload)
+
+    @classmethod
+    def local(cls, request: Request) -> Job:
+        return cls(request, 200, pickle.dumps(request, pickle.HIGHEST_PROTOCOL))
 
 
 _QUIT = Job(Request("", ""), 0, pickle.dumps(None))  # the worker's loop ends on None

@@ -1,0 +1,117 @@
+"""What differs between databases, declared in one place per database (dlt's destination capabilities).
+
+A Dialect answers: how a URL becomes an engine (driver, connect options), the upsert and insert-if-new
+statements, the bulk path for many rows (COPY, multi-row INSERT), which errors are worth waiting out,
+how to open a read-only transaction, and limits (index key length, NUL in text). The writer, the run
+bookkeeping and the SQL source call these and never ask which database it is.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from sqlalchemy import Engine, Table, and_, bindparam, create_engine, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+
+def mask_url(url: str) -> str:
+    """A database URL safe to print and store: the password replaced by *** wherever it is written
+    (user:secret@host, a raw '@' inside the password, ?password=…)."""
+    out = re.sub(r"(://[^:/?#]*:)(.*)@(?=[^@]*$)", r"\1***@", url)
+    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&]*", r"\1***", out)
+
+
+class Dialect:
+    name: ClassVar[str]
+    example: ClassVar[str]  # a URL shown when a URL is refused
+    nul_in_text: ClassVar[bool] = True  # can a text column hold U+0000?
+    max_key_bytes: ClassVar[int | None] = None  # longest index key (None: no practical limit)
+    bytes_per_char: ClassVar[int] = 1  # worst case, for key-length checks
+    errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError,)  # what a failed statement raises
+
+    # ------------------------------------------------------------------------------------ connecting
+    def driver_url(self, url: str) -> str:
+        return url
+
+    def create_engine(self, url: str, **kwargs: Any) -> Engine:
+        return create_engine(self.driver_url(url), pool_pre_ping=True, **kwargs)
+
+    # ------------------------------------------------------------------------------------ statements
+    def insert(self, table: Table):
+        """The dialect's INSERT construct (with its conflict clause methods)."""
+        raise NotImplementedError
+
+    @lru_cache(maxsize=64)  # noqa: B019 - dialects are per-process singletons
+    def upsert_statement(self, table: Table, key: tuple[str, ...], keep: tuple[str, ...] = ()):
+        """INSERT … that updates every column but the key and `keep` when the key exists."""
+        stmt = self.insert(table)
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key and c.name not in keep}
+        return stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+
+    @lru_cache(maxsize=64)  # noqa: B019
+    def insert_new_statement(self, table: Table, key: tuple[str, ...]):
+        """INSERT … that leaves an existing row with the same key alone."""
+        return self.insert(table).on_conflict_do_nothing(index_elements=list(key))
+
+    # ------------------------------------------------------------------------------------ bulk paths
+    def clean_value(self, value: Any) -> Any:
+        """A value as this database can store it (see nul_in_text)."""
+        return value if self.nul_in_text else strip_nul(value)
+
+    def clean_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        return row if self.nul_in_text else {c: strip_nul(v) for c, v in row.items()}
+
+    def upsert_rows(self, conn, table: Table, key: tuple[str, ...], keep: tuple[str, ...],
+                    rows: list[dict[str, Any]], const: dict[str, Any] | None = None) -> None:
+        """Many rows in one go (executemany; drivers that rewrite it to multi-row INSERT do so).
+        `const` are columns with one value for every row (timestamps, run id), not repeated in `rows`."""
+        const = const or {}
+        conn.execute(self.upsert_statement(table, key, keep), [self.clean_row({**r, **const}) for r in rows])
+
+    def insert_new_rows(self, conn, table: Table, key: tuple[str, ...], rows: list[dict[str, Any]],
+                        const: dict[str, Any] | None = None) -> None:
+        const = const or {}
+        conn.execute(self.insert_new_statement(table, key), [self.clean_row({**r, **const}) for r in rows])
+
+    def update_by_key(self, conn, table: Table, where: dict[str, Any], key: str, column: str,
+                      values: dict[Any, Any]) -> None:
+        """UPDATE table SET column = values[k] WHERE <where> AND key = k, for every k."""
+        cond = and_(*(table.c[c] == v for c, v in where.items()), table.c[key] == bindparam("k"))
+        conn.execute(update(table).where(cond).values({column: bindparam("v")}),
+                     [{"k": k, "v": v} for k, v in values.items()])
+
+    # ------------------------------------------------------------------------------------ bulk load
+    def encode_bulk(self, columns: list[str], rows: list[tuple]) -> Any:
+        """Rows for load_bulk, encoded where they are made (a worker process), not where they are loaded."""
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def load_bulk(self, conn, table: Table, payload: Any) -> None:
+        """Append encoded rows to a table (a freshly created one: no conflicts)."""
+        conn.execute(table.insert(), payload)
+
+    def analyze(self, conn, table: str) -> None:  # noqa: B027 - optional hook
+        """Refresh the planner's statistics after a bulk load."""
+
+    # ------------------------------------------------------------------------------------ errors, reads
+    def is_transient(self, exc: BaseException) -> bool:
+        """Connection trouble worth waiting out (retry the batch) rather than data the database refuses."""
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        return isinstance(exc, OperationalError)
+
+    def begin_read_only(self, conn) -> None:
+        """Make the transaction just begun on `conn` read-only (a source's `where` is raw SQL)."""
+
+
+def strip_nul(value: Any) -> Any:
+    """Text that cannot hold NUL (U+0000) stores U+FFFD, the replacement character, instead. Everything
+    else (quotes, SQL fragments) is always stored verbatim."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(v) for v in value]
+    return value

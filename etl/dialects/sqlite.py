@@ -1,0 +1,35 @@
+"""SQLite, the embedded default: WAL so readers never block the one writer, a long busy timeout, and
+`query_only` for read-only source reads."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import sqlite
+
+from etl.dialects.base import Dialect
+
+
+class SQLiteDialect(Dialect):
+    name: ClassVar[str] = "sqlite"
+    example: ClassVar[str] = "sqlite:///file.db"
+
+    def create_engine(self, url: str, **kwargs: Any) -> Engine:
+        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+
+    def insert(self, table):
+        return sqlite.insert(table)
+
+    def begin_read_only(self, conn) -> None:
+        conn.exec_driver_sql("PRAGMA query_only = ON")

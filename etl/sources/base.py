@@ -1,0 +1,77 @@
+"""The source interface: a source kind plans a run's first work and reads one unit of work into rows
+and new work. Everything that differs between kinds lives behind it, in one module per kind.
+
+    plan()                  coordinator, fresh run: the first work units (start URLs, key ranges, chunks)
+    priority(request)       the frontier's order: 0 finish-first (details, ranges), 1 more of a list, 2 new
+    reader(domains).read()  parse process: one unit (a fetched Page, or the Request itself when the
+                            kind does not fetch over HTTP) → Parsed(rows, links, failures)
+
+A kind's config section is checked by its own `check` (called by etl/config/build.py), so adding a kind
+is one new module plus one line in etl/sources/__init__.py.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from etl.items import Parsed, Request
+
+if TYPE_CHECKING:
+    from etl.config.checker import Checker
+    from etl.config.model import Config
+
+
+class Reader(Protocol):
+    """Built once per parse process; reads units for the rest of that process's life."""
+
+    def read(self, unit: Any) -> Parsed: ...
+
+
+class Source(ABC):
+    name: ClassVar[str]  # the `[source] type` it answers to
+    keys: ClassVar[frozenset[str]] = frozenset()  # keys of [source] it reads (besides type, site, demo)
+    fetches: ClassVar[bool] = True  # its units go through the HTTP fetch stage
+    unit: ClassVar[str] = "pages"  # what a unit is called in the run summary
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.base_url: str | None = None  # the demo server's address, when this run started one
+
+    # ------------------------------------------------------------------------- config (class level)
+    @classmethod
+    @abstractmethod
+    def check(cls, source: dict[str, Any], raw: dict[str, Any], ck: Checker,
+              variables: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
+        """Check this kind's part of the config: returns (its settings object, start URLs)."""
+
+    @classmethod  # noqa: B027 - an optional hook
+    def validate(cls, cfg: Config, ck: Checker) -> None:
+        """Rules across sections, once the whole config is built (raise ck.fail(...) to refuse)."""
+
+    # ------------------------------------------------------------------------- coordinator process
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Before the run opens: start the bundled demo site, seed a demo table, download a file."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """After the run: stop what prepare started."""
+
+    def domains(self) -> tuple[str, ...]:
+        """Hosts the fetch stage may touch (none for kinds that do not fetch)."""
+        return ()
+
+    @abstractmethod
+    def plan(self, engine: Any) -> list[Request]:
+        """A fresh run's first work units (`engine` is the target database's, for sources that read it)."""
+
+    def priority(self, request: Request) -> int:
+        return 0
+
+    def urgent_kinds(self) -> tuple[str, ...]:
+        """Kinds of unit read back from the database first when the frontier spilled."""
+        return ()
+
+    # ------------------------------------------------------------------------- parse process
+    @abstractmethod
+    def reader(self, domains: tuple[str, ...]) -> Reader:
+        """The per-process reader (its extractor, its own database connection…)."""
