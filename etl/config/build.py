@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from etl.config.checker import Checker, expand
-from etl.config.loader import DEFAULTS
 from etl.config.model import (
+    DEFAULTS,
     TABLES,
     Config,
     DatabaseSettings,

@@ -7,17 +7,12 @@ the CLI turns it into exit code 2. Config files are data only: nothing in them i
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from etl.config.model import SETTINGS, Config, ConfigError
-
-# every [run] / [politeness] / [database] key with its default, read off the settings dataclasses
-DEFAULTS: dict[str, dict[str, Any]] = {
-    section: {f.name: f.default for f in dataclasses.fields(cls)} for section, cls in SETTINGS.items()}
+from etl.config.model import DEFAULTS, Config, ConfigError
 
 
 def parse_value(text: str) -> Any:

@@ -7,6 +7,7 @@ This module imports nothing of etl's and nothing heavy: the fetch process import
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -181,3 +182,6 @@ class Config:
 
 OPERATIONAL = ("run", "politeness", "database")  # sections that do not change what a run produces
 SETTINGS = {"run": RunSettings, "politeness": FetchSettings, "database": DatabaseSettings}
+# every [run] / [politeness] / [database] key with its default, read off the settings dataclasses
+DEFAULTS: dict[str, dict[str, Any]] = {
+    section: {f.name: f.default for f in dataclasses.fields(cls)} for section, cls in SETTINGS.items()}

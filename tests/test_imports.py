@@ -1,0 +1,131 @@
+"""The import structure the seams promise, kept by a test instead of a promise: no import cycles in etl/,
+and the fetch stage runs without parse/ or SQLAlchemy (its process stays small and its GIL fetches)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ETL = Path(__file__).resolve().parent.parent / "etl"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ETL.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in ETL.rglob("*.py")}
+
+
+def _imports(path: Path, name: str, known: set[str], module_level_only: bool) -> set[str]:
+    """Modules `name` imports (not under `if TYPE_CHECKING`): every import statement, or only those
+    that run when it is imported."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)}
+    if module_level_only:
+        inside = {id(n) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                  for n in ast.walk(node)}
+        skip |= inside
+    found: set[str] = set()
+    for stmt in ast.walk(tree):
+        if id(stmt) in skip:
+            continue
+        if isinstance(stmt, ast.Import):
+            found |= {a.name for a in stmt.names}
+        elif isinstance(stmt, ast.ImportFrom):
+            base = stmt.module or ""
+            if stmt.level:
+                parts = package.split(".")[: len(package.split(".")) - stmt.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            subs = {f"{base}.{a.name}" for a in stmt.names if f"{base}.{a.name}" in known}
+            found |= subs if subs and len(subs) == len(stmt.names) else subs | {base}
+    return {m for m in found if m != name}
+
+
+def _graph(module_level_only: bool = False) -> dict[str, set[str]]:
+    mods = _modules()
+    known = set(mods)
+    return {name: {m for m in _imports(path, name, known, module_level_only) if m in known}
+            for name, path in mods.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_in_etl() -> None:
+    """Imports inside functions count too: a lazy import that closes a loop is still a loop."""
+    assert _cycles(_graph()) == []
+
+
+def test_cycle_detector_finds_a_planted_cycle() -> None:
+    graph = {"etl.a": {"etl.b"}, "etl.b": {"etl.c"}, "etl.c": {"etl.a"}, "etl.d": {"etl.a"}}
+    assert _cycles(graph) == [["etl.a", "etl.b", "etl.c"]]
+
+
+def _closure(graph: dict[str, set[str]], start: str) -> set[str]:
+    """What importing `start` runs: its imports, theirs, and every package __init__ on the way."""
+    seen, todo = set(), [start]
+    while todo:
+        mod = todo.pop()
+        parents = {".".join(mod.split(".")[:i]) for i in range(1, mod.count(".") + 1)}
+        for m in graph.get(mod, set()) | (parents & set(graph)):
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
+
+
+def test_fetch_stage_imports_neither_parse_nor_sqlalchemy_statically() -> None:
+    reached = _closure(_graph(module_level_only=True), "etl.fetch")
+    assert not {m for m in reached if m.startswith("etl.parse")}
+    for name in reached | {"etl.fetch"}:
+        path = _modules()[name]
+        assert "sqlalchemy" not in {m.split(".")[0] for m in _imports(path, name, set(), True)}, name
+
+
+def test_fetch_stage_imports_neither_parse_nor_sqlalchemy_at_run_time() -> None:
+    """What the fetch process really loads (its entry point and the settings object it receives)."""
+    code = ("import sys, pickle, etl.fetch\n"
+            "from etl.config.model import FetchSettings\n"
+            "pickle.loads(pickle.dumps(FetchSettings()))\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(('etl.parse', 'sqlalchemy')))\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
