@@ -105,13 +105,14 @@ class PostgreSQLDialect(Dialect):
             lines = "".join(copy_value(get(row)) + "\n" for row in rows)
         else:
             lines = "".join("\t".join(map(copy_value, get(row))) + "\n" for row in rows)
-        stage = f"etl_stage_{table.name}"
-        select = ", ".join(f"%({c})s" if c in const else c for c in cols)
-        update_set = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key and c not in keep)
+        q = conn.dialect.identifier_preparer.quote  # config-defined tables may name a column "order"
+        name, stage = q(table.name), f"etl_stage_{table.name}"
+        select = ", ".join(f"%({c})s" if c in const else q(c) for c in cols)
+        update_set = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in cols if c not in key and c not in keep)
         action = f"DO UPDATE SET {update_set}" if update_set else "DO NOTHING"
-        self._stage(conn, stage, f"ON COMMIT DELETE ROWS AS SELECT {', '.join(varying)} FROM {table.name} WITH NO DATA",
-                    lines, f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT {select} FROM {stage} "
-                           f"ON CONFLICT ({', '.join(key)}) {action}", const, analyze=False)
+        self._stage(conn, stage, f"ON COMMIT DELETE ROWS AS SELECT {', '.join(map(q, varying))} FROM {name} WITH NO DATA",
+                    lines, f"INSERT INTO {name} ({', '.join(map(q, cols))}) SELECT {select} FROM {stage} "
+                           f"ON CONFLICT ({', '.join(map(q, key))}) {action}", const, analyze=False)
 
     def insert_new_rows(self, conn, table: Table, key, rows, const=None) -> None:
         const = const or {}
