@@ -11,16 +11,24 @@ import io
 import json
 import os
 import pickle
+import socket
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+import requests
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from etl.errors import FileSourceError
+from etl.sources import filescan
+from etl.sources.filefetch import download
 from etl.sources.filefmt import MULTIBYTE_SAFE, FileChunk, FileOptions, RowResult, plan, read
 
 pa = pytest.importorskip("pyarrow")
@@ -33,9 +41,19 @@ AWKWARD = ['"', '""', ",", "\t", "\n", "\r\n", "\r", " ", "a", "Z9", "中文", "
 field_text = st.one_of(st.lists(st.sampled_from(AWKWARD), max_size=6).map("".join), st.text(max_size=8))
 
 
-def chunk_sizes(size: int) -> list[int]:
-    return sorted({1, 2, 3, 5, 8, 13, 64, 257, max(1, size // 3), max(1, size // 2), max(1, size), size + 1,
-                   10 * size + 7})
+# (plan block, read block): besides filescan's own, tiny ones, so that records and quoted fields run across
+# the blocks the planner and the reader read.
+BLOCKS = [(filescan.PLAN_BLOCK, filescan.READ_BLOCK), (1, 1), (2, 3), (5, 2), (16, 7)]
+
+
+def chunk_sizes(size: int) -> Iterator[int]:
+    """Chunk sizes from 1 byte to past the file's size, each used with the next of BLOCKS in turn."""
+    sizes = sorted({1, 2, 3, 5, 8, 13, 64, 257, max(1, size // 3), max(1, size // 2), max(1, size), size + 1,
+                    10 * size + 7})
+    for i, chunk_bytes in enumerate(sizes):
+        plan_block, read_block = BLOCKS[i % len(BLOCKS)]
+        with patch.object(filescan, "PLAN_BLOCK", plan_block), patch.object(filescan, "READ_BLOCK", read_block):
+            yield chunk_bytes
 
 
 def read_all(chunks: list[FileChunk]) -> list[RowResult]:
@@ -154,6 +172,55 @@ def test_garbage_reads_the_same_whatever_the_chunk_size(data, quote) -> None:
         assert len({repr(r) for r in results.values()}) == 1
 
 
+# --- filescan against a byte-at-a-time reference ------------------------------------------------------------
+
+def reference_records(data: bytes, quote: bytes | None) -> list[bytes]:
+    """The rule filescan implements, one byte at a time: a newline outside quotes ends a record."""
+    records, current, inside = [], bytearray(), False
+    for byte in data:
+        current.append(byte)
+        if quote is not None and byte == quote[0]:
+            inside = not inside
+        elif byte == 0x0A and not inside:
+            records.append(bytes(current))
+            current = bytearray()
+    return records + ([bytes(current)] if current else [])
+
+
+scan_bytes = st.lists(st.sampled_from([b'"', b'""', b"\n", b"\r\n", b",", b"ab", b"\xe4\xb8\xad", b"'"]),
+                      max_size=40).map(b"".join)
+
+
+def reference_cuts(data: bytes, start: int, step: int, quote: bytes | None) -> list[tuple[int, int]]:
+    cuts, offset, target = [], start, start + step
+    for n, record in enumerate(reference_records(data[start:], quote), 1):
+        offset += len(record)
+        if target < offset < len(data):  # the first record end past the target, never the file's end
+            cuts.append((offset, n))
+            target = offset + step
+    return cuts
+
+
+@SETTINGS
+@given(scan_bytes, st.sampled_from([b'"', b"'", None]), st.integers(1, 40), st.integers(1, 16), st.integers(0, 5))
+def test_cut_points_match_the_reference(data, quote, step, block, start) -> None:
+    start = min(start, len(data))
+    with patch.object(filescan, "PLAN_BLOCK", block):
+        assert filescan.cut_points(io.BytesIO(data), start, len(data), step, quote) == reference_cuts(
+            data, start, step, quote)
+
+
+@SETTINGS
+@given(scan_bytes, st.sampled_from([b'"', None]), st.integers(1, 16), st.integers(1, 12), st.integers(0, 8),
+       st.integers(0, 8))
+@example(b"abababab\na\nb\n", None, 8, 3, 0, 0)  # records right after a skipped long one, at the range's end
+def test_iter_records_matches_the_reference(data, quote, block, limit, cut_start, cut_end) -> None:
+    start, end = min(cut_start, len(data)), max(min(cut_start, len(data)), len(data) - cut_end)
+    expected = [r if len(r) <= limit else None for r in reference_records(data[start:end], quote)]
+    with patch.object(filescan, "READ_BLOCK", block):
+        assert list(filescan.iter_records(io.BytesIO(data), start, end, quote, limit)) == expected
+
+
 # --- malformed records -------------------------------------------------------------------------------------
 
 def test_bad_csv_records_are_their_own_errors(tmp_path: Path) -> None:
@@ -181,11 +248,13 @@ def test_bad_json_lines_are_their_own_errors(tmp_path: Path) -> None:
 
 
 def test_an_over_long_record_is_skipped_and_reported(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "long.csv", ["id", "body"], [["1", "x"], ["2", "y\n" * 200], ["3", "z"]])
+    rows = [["1", "x"], ["2", "y\n" * 200], ["3", "z"], ["4", ""], ["5", "w"], ["6", "v" * 300], ["7", "u"], ["8", "t"]]
+    path = write_csv(tmp_path / "long.csv", ["id", "body"], rows)
     for size in chunk_sizes(path.stat().st_size):
         results = read_all(plan(path, chunk_bytes=size, options=FileOptions(max_record_bytes=100)))
-        assert [(r.record, r.row and r.row["id"]) for r in results] == [(1, "1"), (2, None), (3, "3")]
-        assert "longer than 100 bytes" in results[1].error
+        assert [(r.record, r.row and r.row["id"]) for r in results] == [
+            (1, "1"), (2, None), (3, "3"), (4, "4"), (5, "5"), (6, None), (7, "7"), (8, "8")]
+        assert "longer than 100 bytes" in results[1].error and "longer than 100 bytes" in results[5].error
 
 
 def test_tsv_without_quoting_keeps_quotes_literal(tmp_path: Path) -> None:
@@ -379,3 +448,129 @@ def test_parquet_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(FileSourceError, match=r"pip install 'etl-crawl\[parquet\]'"):
         plan(empty)
+
+
+# --- download (etl/sources/filefetch.py) against a local http.server ----------------------------------------
+
+UA = "etl-test/1.0 (+https://example.org/bot)"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.0, so a body without Content-Length ends when the connection closes, as a cut-off one does."""
+
+    def do_GET(self) -> None:
+        self.server.seen.append(dict(self.headers))  # type: ignore[attr-defined]
+        self.server.routes[self.path](self)  # type: ignore[attr-defined]
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def static(body: bytes, etag: str | None = '"v1"', last_modified: str | None = "Wed, 01 May 2024 10:00:00 GMT",
+           length: int | None = -1, extra: dict[str, str] | None = None):
+    def route(h: BaseHTTPRequestHandler) -> None:
+        if (etag and h.headers.get("If-None-Match") == etag) or (
+                not etag and last_modified and h.headers.get("If-Modified-Since") == last_modified):
+            h.send_response(304)
+            h.end_headers()
+            return
+        h.send_response(200)
+        for name, value in {"ETag": etag, "Last-Modified": last_modified, **(extra or {})}.items():
+            if value:
+                h.send_header(name, value)
+        if length is not None:
+            h.send_header("Content-Length", str(len(body) if length == -1 else length))
+        h.end_headers()
+        h.wfile.write(body)
+    return route
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.routes, httpd.seen = {}, []  # type: ignore[attr-defined]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"  # type: ignore[attr-defined]
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def fetch(url: str, dest: Path, max_bytes: int = 1 << 20, **kw) -> Path:
+    return download(url, dest, max_bytes=max_bytes, timeout=5.0, user_agent=UA, **kw)
+
+
+def test_download_is_reused_while_the_server_says_304(server, tmp_path: Path) -> None:
+    server.routes["/exports/news.csv?day=1"] = static(b"id,title\n1,a\n")
+    path = fetch(f"{server.url}/exports/news.csv?day=1", tmp_path)
+    assert path.read_bytes() == b"id,title\n1,a\n" and path.name.endswith("-news.csv") and path.parent == tmp_path
+    assert server.seen[0]["User-Agent"] == UA and "If-None-Match" not in server.seen[0]
+    mtime = path.stat().st_mtime_ns
+    assert fetch(f"{server.url}/exports/news.csv?day=1", tmp_path) == path
+    assert server.seen[1]["If-None-Match"] == '"v1"'
+    assert server.seen[1]["If-Modified-Since"] == "Wed, 01 May 2024 10:00:00 GMT"
+    assert path.stat().st_mtime_ns == mtime and [r.row for r in read_all(plan(path))] == [{"id": "1", "title": "a"}]
+    server.routes["/exports/news.csv?day=1"] = static(b"id,title\n2,b\n", etag='"v2"')
+    assert fetch(f"{server.url}/exports/news.csv?day=1", tmp_path).read_bytes() == b"id,title\n2,b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".meta.json"]
+
+
+def test_last_modified_alone_and_a_lost_copy(server, tmp_path: Path) -> None:
+    server.routes["/a.jsonl"] = static(b'{"a": 1}\n', etag=None)
+    path = fetch(f"{server.url}/a.jsonl", tmp_path)
+    fetch(f"{server.url}/a.jsonl", tmp_path)
+    assert "If-None-Match" not in server.seen[1] and server.seen[1]["If-Modified-Since"]
+    path.unlink()  # a sidecar without its copy vouches for nothing: a plain GET again
+    assert fetch(f"{server.url}/a.jsonl", tmp_path).read_bytes() == b'{"a": 1}\n'
+    assert "If-Modified-Since" not in server.seen[2]
+
+
+@pytest.mark.parametrize("length", [-1, None], ids=["content-length", "until-close"])
+def test_a_body_over_max_bytes_is_refused_and_leaves_nothing(server, tmp_path: Path, length) -> None:
+    server.routes["/big.csv"] = static(b"x" * 300_000, length=length)
+    with pytest.raises(FileSourceError, match=r"over max_bytes \(100,000\)"):
+        fetch(f"{server.url}/big.csv", tmp_path, max_bytes=100_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cut_off_download_keeps_the_previous_copy(server, tmp_path: Path) -> None:
+    server.routes["/n.csv"] = static(b"id\n1\n")
+    path = fetch(f"{server.url}/n.csv", tmp_path)
+    server.routes["/n.csv"] = static(b"id\n1\n2\n", etag='"v2"', length=5000)  # promises 5000 bytes, sends 7
+    with pytest.raises(FileSourceError, match="downloading .* failed: .*IncompleteRead|closed after 7 of 5,000 bytes"):
+        fetch(f"{server.url}/n.csv", tmp_path)
+    assert path.read_bytes() == b"id\n1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".meta.json"]
+    server.routes["/n.csv"] = static(b"id\n1\n")  # back to v1: the copy we kept is still the right one
+    assert fetch(f"{server.url}/n.csv", tmp_path) == path and server.seen[-1]["If-None-Match"] == '"v1"'
+
+
+def test_a_gzip_encoded_body_is_stored_as_sent_and_planned_as_gzip(server, tmp_path: Path) -> None:
+    body = gzip.compress("id,title\n1,中文\n".encode())
+    server.routes["/z.csv"] = static(body, extra={"Content-Encoding": "gzip"})
+    path = fetch(f"{server.url}/z.csv", tmp_path)
+    assert path.read_bytes() == body
+    assert [r.row for r in read_all(plan(path))] == [{"id": "1", "title": "中文"}]
+
+
+def test_download_errors(server, tmp_path: Path) -> None:
+    server.routes["/gone.csv"] = lambda h: (h.send_response(404), h.end_headers())
+    with pytest.raises(FileSourceError, match="HTTP 404 for"):
+        fetch(f"{server.url}/gone.csv", tmp_path)
+    with pytest.raises(FileSourceError, match="not an http"):
+        fetch("ftp://example.org/a.csv", tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(FileSourceError, match="failed"):
+        fetch(f"http://127.0.0.1:{port}/a.csv", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_given_session_is_used_and_left_open(server, tmp_path: Path) -> None:
+    server.routes["/s.csv"] = static(b"a\n1\n")
+    with requests.Session() as session:
+        session.headers["X-Mine"] = "1"
+        fetch(f"{server.url}/s.csv", tmp_path, session=session)
+        fetch(f"{server.url}/s.csv", tmp_path / "again", session=session)
+    assert [s.get("X-Mine") for s in server.seen] == ["1", "1"]

@@ -101,12 +101,7 @@ def iter_records(f: BinaryIO, start: int, end: int, quote: bytes | None, limit: 
     match = record_pattern(quote).match
     f.seek(start)
     left, buf, pos = end - start, b"", 0
-    while left > 0:
-        data = f.read(min(max(READ_BLOCK, len(buf) - pos), left))  # read more as a long record grows: linear
-        if not data:
-            break
-        left -= len(data)
-        buf, pos = buf[pos:] + data, 0
+    while True:
         while m := match(buf, pos):
             yield buf[pos:m.end()] if m.end() - pos <= limit else None
             pos = m.end()
@@ -114,8 +109,14 @@ def iter_records(f: BinaryIO, start: int, end: int, quote: bytes | None, limit: 
             inside = quote is not None and bool(buf.count(quote, pos) & 1)
             buf, pos, left = _skip_record(f, left, quote, inside)
             yield None
-    if pos < len(buf):
-        yield buf[pos:] if len(buf) - pos <= limit else None
+            continue
+        data = f.read(min(max(READ_BLOCK, len(buf) - pos), left)) if left > 0 else b""
+        if not data:  # the range is read (or the file is shorter): what is left is the last record
+            if pos < len(buf):
+                yield buf[pos:]
+            return
+        left -= len(data)
+        buf, pos = buf[pos:] + data, 0  # reads grow with a long record, so re-matching it stays linear
 
 
 def _skip_record(f: BinaryIO, left: int, quote: bytes | None, inside: bool) -> tuple[bytes, int, int]:
