@@ -127,8 +127,8 @@ def unpack_gzip(src: Path, cache: Path, max_bytes: int) -> Path:
     dest, stamp = cache / f"{src.name}.unpacked", cache / f"{src.name}.unpacked.json"
     st = src.stat()
     key = {"source": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    try:
-        if json.loads(stamp.read_text()) == key and dest.is_file():
+    try:  # the copy's own size is in the stamp too, so a copy cut short or replaced is not trusted
+        if json.loads(stamp.read_text()) == {**key, "unpacked_size": dest.stat().st_size}:
             return dest
     except (OSError, ValueError):
         pass
@@ -144,7 +144,7 @@ def unpack_gzip(src: Path, cache: Path, max_bytes: int) -> Path:
                     raise FileSourceError(f"{src.name} unpacks to over {max_bytes:,} bytes (max_unpacked_bytes)")
                 out.write(block)
         os.replace(tmp, dest)
-        stamp.write_text(json.dumps(key))
+        stamp.write_text(json.dumps({**key, "unpacked_size": total}))
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; a cut-off .gz an EOFError
         raise FileSourceError(f"cannot unpack {src.name} into {cache}: {one_line(exc)}") from None
     finally:
