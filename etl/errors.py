@@ -8,3 +8,8 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     """First line of the driver's message (SQLAlchemy wraps it in .orig), at most `limit` characters."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0][:limit] if text else ""
+
+
+class FileSourceError(Exception):
+    """A user's file or settings for the files source cannot be used; the message is one line saying what
+    to change. Lives here so that etl.sources.filefmt and filefetch share it without importing each other."""
