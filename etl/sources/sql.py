@@ -16,6 +16,7 @@ from etl.config.model import Config
 from etl.errors import one_line
 from etl.items import Parsed, Request
 from etl.sources.base import Reader, Source
+from etl.sources.records import shape
 
 log = logging.getLogger("etl.sources.sql")
 
@@ -110,8 +111,6 @@ class _RangeReader:
         self.extra = f" AND ({src.where})" if src.where else ""
 
     def read(self, unit: Request) -> Parsed:
-        from etl.parse.cleaners import to_date
-
         lo, hi = unit.meta["lo"], unit.meta.get("hi")
         query = self.query_open + (f" AND {self.src.key} < :hi" if hi is not None else "") + self.extra
         result = Parsed(unit)
@@ -124,19 +123,5 @@ class _RangeReader:
             result.error = f"read error: {type(exc).__name__}: {one_line(exc)}"
             return result
         for rec in records:
-            row = dict(rec)
-            if "published" in row:
-                published = row["published"]
-                published = published if hasattr(published, "year") else to_date(published)
-                if hasattr(published, "date") and callable(published.date):
-                    published = published.date()
-                row["published"] = published
-            if row.get("score") is not None:
-                try:
-                    row["score"] = float(row["score"])
-                except (TypeError, ValueError):
-                    result.item_errors.append(f"row {row.get('id')}: score {str(row['score'])[:40]!r} is not a number")
-                    continue
-            row["news_id"] = row.get("id")
-            result.rows.append(row)
+            shape(dict(rec), None, result, f"row {rec.get('id')}")
         return result
