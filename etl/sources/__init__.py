@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "http": "etl.sources.http:HttpSource",
     "sql": "etl.sources.sql:SqlSource",
+    "files": "etl.sources.files:FilesSource",
 }
 
 

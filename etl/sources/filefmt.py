@@ -157,7 +157,7 @@ def _format(src: Path, fmt: str | None) -> str:
     return kind
 
 
-def _check_encoding(encoding: str, quote: str | None) -> str:
+def check_encoding(encoding: str, quote: str | None) -> str:
     """The codec name records are decoded with, once it is known that cutting its bytes at newlines and
     counting quote bytes is sound (see MULTIBYTE_SAFE)."""
     try:
@@ -204,7 +204,7 @@ def _dialect(delimiter: str, quote: str | None) -> dict[str, Any]:
 def _plan_text(src: Path, kind: str, chunk_bytes: int, opts: FileOptions) -> list[FileChunk]:
     quote = None if kind == "jsonl" else (opts.quotechar or None)
     delimiter = opts.delimiter or ("\t" if kind == "tsv" else ",")
-    encoding = _check_encoding(opts.encoding, quote)
+    encoding = check_encoding(opts.encoding, quote)
     dialect = _dialect(delimiter, quote)
     qb = quote.encode("ascii") if quote else None
     st = _stat(src)
