@@ -119,8 +119,6 @@ def build(raw: dict[str, Any], path: str) -> Config:
     fields = {name: ck.field(name, spec, f"[fields.{name}]", default_source)
               for name, spec in ck.typed(raw, "fields", "config", dict, {}).items()}
     for f in fields.values():
-        if f.source == "detail" and (items is None or items.detail is None):
-            raise ck.fail(f"[fields.{f.name}].from", "'detail' needs [items].detail (the link to follow)")
         if f.value is not None:
             object.__setattr__(f, "value", expand(f.value, variables, f"[fields.{f.name}].value", ck))
 
