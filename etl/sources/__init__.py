@@ -14,6 +14,7 @@ REGISTRY: dict[str, str] = {
     "http": "etl.sources.http:HttpSource",
     "sql": "etl.sources.sql:SqlSource",
     "files": "etl.sources.files:FilesSource",
+    "json": "etl.sources.json_api:JsonSource",
 }
 
 
