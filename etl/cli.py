@@ -139,6 +139,14 @@ def cmd_seed_news(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_news(args: argparse.Namespace) -> int:
+    from etl.demo.export import export_news
+
+    n = export_news(args.out, args.rows, seed=args.seed)
+    print(f"wrote {n:,} articles to {args.out} (columns art_id, pub_date, headline, content, sentiment)")
+    return EXIT_OK
+
+
 def cmd_stocks_refresh(args: argparse.Namespace) -> int:
     from etl.stocks.refresh import refresh
 
@@ -193,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--table", default="news")
     seed.add_argument("--seed", type=int, default=0)
     seed.set_defaults(func=cmd_seed_news)
+
+    export = demo.add_parser("export-news", help="write the synthetic news as a CSV / JSON Lines / Parquet file")
+    export.add_argument("--rows", type=int, required=True)
+    export.add_argument("--out", required=True, help="news.csv, news.tsv, news.jsonl or news.parquet")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(func=cmd_export_news)
 
     stocks = sub.add_parser("stocks", help="the A-share stock list").add_subparsers(dest="stocks_command",
                                                                                      required=True)
