@@ -142,7 +142,11 @@ def cmd_seed_news(args: argparse.Namespace) -> int:
 def cmd_export_news(args: argparse.Namespace) -> int:
     from etl.demo.export import export_news
 
-    n = export_news(args.out, args.rows, seed=args.seed)
+    try:
+        n = export_news(args.out, args.rows, seed=args.seed)
+    except ImportError as exc:  # Parquet without pyarrow
+        print(f"error: {exc.name or exc} is not installed: pip install 'etl-crawl[parquet]'", file=sys.stderr)
+        return EXIT_CONFIG
     print(f"wrote {n:,} articles to {args.out} (columns art_id, pub_date, headline, content, sentiment)")
     return EXIT_OK
 
