@@ -22,14 +22,15 @@ import json
 import multiprocessing as mp
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
+from etl.config.model import FetchSettings
 from etl.fetch import Fetcher, FetchStage
-from etl.items import Page, Request
+from etl.items import Fetched, Page, Request
+from etl.urls import origin_domain
 
 
-def threads(kwargs: dict, requests: list[Request], n: int) -> tuple[int, int]:
-    fetcher = Fetcher(**kwargs)
+def threads(settings: FetchSettings, domains: tuple[str, ...], requests: list[Request], n: int) -> tuple[int, int]:
+    fetcher = Fetcher(settings, domains, pool_size=n)
     ok = nbytes = 0
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fetch") as pool:
         for result in pool.map(fetcher.fetch, requests):
@@ -39,8 +40,9 @@ def threads(kwargs: dict, requests: list[Request], n: int) -> tuple[int, int]:
     return ok, nbytes
 
 
-def stage(kwargs: dict, requests: list[Request], n: int, window: int) -> tuple[int, int]:
-    fetch = FetchStage(mp.get_context("spawn"), kwargs, n)
+def stage(settings: FetchSettings, domains: tuple[str, ...], requests: list[Request], n: int,
+          window: int) -> tuple[int, int]:
+    fetch = FetchStage(mp.get_context("spawn"), settings, domains, n)
     ok = nbytes = inflight = 0
     todo = iter(requests)
     try:
@@ -55,9 +57,9 @@ def stage(kwargs: dict, requests: list[Request], n: int, window: int) -> tuple[i
                 raise RuntimeError(f"the fetch stage sent nothing for 60 s with {inflight} requests in flight")
             for msg in fetch.results():
                 inflight -= 1
-                if msg[0] == "page":
+                if type(msg) is Fetched:
                     ok += 1
-                    nbytes += len(msg[3])  # the pickled page, as the crawl forwards it
+                    nbytes += len(msg.payload)  # the pickled page, as the crawl forwards it
     finally:
         fetch.close()
 
@@ -73,13 +75,14 @@ def main() -> None:
     paths = open(args.urls_file).read().split()
     base = args.base_url.rstrip("/")
     # the same settings `etl run bench/bench.toml` gives its Fetcher (config defaults + [run]/[politeness])
-    kwargs = dict(domains=(urlsplit(base).hostname or "",), user_agent="etl-crawl/0.1 (+https://github.com/etl-crawl/etl-crawl)",
-                      per_host=16,
-                      delay=0.0, connect_timeout=5, read_timeout=20, max_bytes=10 * 2**20, robots=True,
-                      pool_size=args.threads)
+    settings = FetchSettings(per_host=16, max_bytes=10 * 2**20)
+    domains = (origin_domain(base) or "",)
     requests = [Request(base + p, "detail" if p.endswith(".html") else "list") for p in paths]
     t0 = time.perf_counter()
-    ok, nbytes = stage(kwargs, requests, args.threads, args.window or args.threads) if args.stage else threads(kwargs, requests, args.threads)
+    if args.stage:
+        ok, nbytes = stage(settings, domains, requests, args.threads, args.window or args.threads)
+    else:
+        ok, nbytes = threads(settings, domains, requests, args.threads)
     wall = time.perf_counter() - t0
     print(json.dumps({"pages": len(requests), "ok": ok, "bytes": nbytes, "seconds": wall}))
 

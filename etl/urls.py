@@ -11,6 +11,7 @@ the page wrote it.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from w3lib.url import canonicalize_url
@@ -18,21 +19,72 @@ from w3lib.url import canonicalize_url
 MAX_URL = 2000  # longer links are not followed (servers and index keys have limits; no real page needs more)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_port(url: str) -> tuple[str, int] | None:
+    """The host and port an HTTP client connects to for `url`, or None when there is none or when URL
+    parsers disagree about it: urllib3 ends the host at a backslash (`http://a\\@b/` connects to `a`),
+    urllib.parse after the last `@`, so an authority holding a backslash or whitespace is refused."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    if "\\" in parts.netloc or any(c.isspace() or ord(c) < 32 for c in parts.netloc):
+        return None
+    return parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
+
+
+@lru_cache(maxsize=64)
+def _domain_rules(domains: tuple[str, ...]) -> tuple[tuple[str, int | None], ...]:
+    """`example.com` (its default ports), `api.example.com:8443`, `[::1]:8080` → (host, port or None)."""
+    rules = []
+    for d in domains:
+        d = d.strip().lower()
+        host, port = d, None
+        if d.startswith("["):
+            host, _, rest = d[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+        elif d.count(":") == 1 and d.rsplit(":", 1)[1].isdigit():
+            host, port = d.rsplit(":", 1)[0], int(d.rsplit(":", 1)[1])
+        rules.append((host.rstrip("."), port))
+    return tuple(rules)
+
+
 def allowed(url: str, domains: tuple[str, ...]) -> bool:
-    """http(s) only, and on one of the allowed hosts or their subdomains."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """http(s) only, on one of the allowed hosts (or their subdomains) and on its port: the port an
+    entry names, or else the scheme's default port — a redirect to 127.0.0.1:5432 is not 127.0.0.1."""
+    found = host_port(url)
+    if found is None:
         return False
-    host = parts.hostname.lower()
-    return any(host == d or host.endswith("." + d) for d in domains)
+    host, port = found
+    default = port == DEFAULT_PORTS[urlsplit(url).scheme.lower()]
+    return any((host == d or host.endswith("." + d)) and (port == p if p is not None else default)
+               for d, p in _domain_rules(domains))
+
+
+def origin_domain(url: str) -> str | None:
+    """The allowed-domains entry a start URL implies: its host, with its port when not the default."""
+    found = host_port(url)
+    if found is None:
+        return None
+    host, port = found
+    host = f"[{host}]" if ":" in host else host
+    return host if port == DEFAULT_PORTS[urlsplit(url).scheme.lower()] else f"{host}:{port}"
 
 
 def absolute(base: str, href: str | None) -> str | None:
-    """The link's absolute URL without its fragment, or None for links that cannot be followed."""
+    """The link's absolute URL without its fragment, or None for links that cannot be followed.
+    Backslashes become slashes, as browsers read them in http(s) URLs (`http:\\\\host\\a`)."""
     if not href or href.startswith(("javascript:", "mailto:", "tel:", "data:")):
         return None
+    href = href.strip().replace("\\", "/")
     try:
-        url = urldefrag(urljoin(base, href.strip()))[0]
+        url = urldefrag(urljoin(base, href))[0]
     except ValueError:  # "http://[::1/x": an unbalanced IPv6 bracket, say — one bad link, not a bad page
         return None
     return url if len(url) <= MAX_URL and "\x00" not in url else None

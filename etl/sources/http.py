@@ -7,12 +7,12 @@ import logging
 import os
 import re
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from etl.config.checker import Checker, expand
 from etl.config.model import Config
 from etl.items import Page, Parsed, Request
 from etl.sources.base import Reader, Source
+from etl.urls import origin_domain
 
 log = logging.getLogger("etl.sources.http")
 
@@ -85,8 +85,9 @@ class HttpSource(Source):
             self.server.stop()
 
     def domains(self) -> tuple[str, ...]:
+        """The configured allowed domains, else each start URL's host and port (etl/urls.py)."""
         return self.cfg.allowed_domains or tuple(sorted(
-            {urlsplit(u).hostname for u in self.start_urls if urlsplit(u).hostname}))
+            {d for d in (origin_domain(u) for u in self.start_urls) if d}))
 
     def plan(self, engine: Any) -> list[Request]:
         first_kind = next(iter(self.cfg.pages))

@@ -1,0 +1,55 @@
+"""URL policy: which host and port a URL really reaches, and which of them a crawl may touch."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+
+from etl.config.model import FetchSettings
+from etl.fetch import Fetcher, FetchFailure
+from etl.items import Request
+from etl.urls import absolute, allowed, host_port, origin_domain
+
+
+@pytest.mark.parametrize("url", [
+    "http://localhost:19101\\@127.0.0.1:19100/good/4",  # urllib3 connects to localhost:19101
+    "http://evil.test\\.127.0.0.1/x",
+    "http://127.0.0.1:19100 @evil.test/x",
+    "http://127.0.0.1:99999/x",
+])
+def test_urls_the_parsers_read_differently_are_not_allowed(url: str) -> None:
+    assert not allowed(url, ("127.0.0.1:19100",))
+
+
+def test_the_port_is_part_of_an_allowed_host() -> None:
+    assert allowed("http://127.0.0.1:19100/a", ("127.0.0.1:19100",))
+    assert not allowed("http://127.0.0.1:5432/", ("127.0.0.1:19100",))  # PostgreSQL's port on the same host
+    assert not allowed("http://127.0.0.1:5432/", ("127.0.0.1",))  # a bare host means its default ports
+    assert allowed("http://example.com/", ("example.com",)) and allowed("https://www.example.com/", ("example.com",))
+    assert allowed("https://example.com:443/", ("example.com",))
+    assert not allowed("http://example.com:8080/", ("example.com",))
+    assert allowed("https://api.example.com:8443/v1", ("example.com", "api.example.com:8443"))
+    assert allowed("http://[::1]:8080/", ("[::1]:8080",)) and not allowed("http://[::1]:8081/", ("[::1]:8080",))
+
+
+def test_start_urls_imply_their_host_and_port() -> None:
+    assert origin_domain("http://127.0.0.1:8000/bj/") == "127.0.0.1:8000"
+    assert origin_domain("https://Example.COM/x") == "example.com"
+    assert origin_domain("http://[::1]:81/") == "[::1]:81"
+    assert host_port("https://Example.com./x") == ("example.com", 443)
+
+
+def test_a_backslash_in_a_link_is_read_as_a_browser_reads_it() -> None:
+    url = absolute("http://127.0.0.1:19100/list", "http://localhost:19101\\@127.0.0.1:19100/good/4")
+    assert host_port(url) == ("localhost", 19101)  # so the domain check sees where it really goes
+    assert not allowed(url, ("127.0.0.1:19100",))
+    assert absolute("http://a.test/x/", "..\\y") == "http://a.test/y"
+
+
+@pytest.mark.parametrize("location", ["http://localhost:19101\\@demo.test/good", "http://demo.test:5432/"])
+def test_a_redirect_that_leaves_the_allowed_host_or_port_is_refused(location: str) -> None:
+    with responses.RequestsMock() as mock:
+        mock.get("http://demo.test/a", status=302, headers={"Location": location})
+        fetcher = Fetcher(FetchSettings(robots=False), ("demo.test",))
+        result = fetcher.fetch(Request("http://demo.test/a", "x"))
+    assert isinstance(result, FetchFailure) and "outside the allowed domains" in result.error
