@@ -227,6 +227,16 @@ class Coordinator:
             self.fetch.submit(handover)
         return started
 
+    def _finished(self, started: int, limit: int | None) -> bool:
+        """Nothing is in flight: stop on a signal, at the page limit (work left in the database stays
+        pending for the next run), or when nothing is left anywhere."""
+        left = self.frontier.remaining()
+        if self.stop_requested.is_set():
+            return True
+        if left.retrying:
+            return False
+        return (limit is not None and started >= limit) or not (left.ready or left.spilled)
+
     def _loop(self) -> None:
         fetching: dict[str, tuple[Request, float]] = {}  # url → (request, when handed over)
         limit = self.cfg.run.max_pages or None
@@ -238,10 +248,7 @@ class Coordinator:
                 self._refill(fetching)
             if not self.stop_requested.is_set():
                 started = self._hand_out(fetching, now, started, limit)
-            left = self.frontier.remaining()
-            idle = not fetching and not self.pool.inflight() and not left.spilled
-            if idle and (self.stop_requested.is_set() or not left.retrying and (
-                    not left.ready or (limit is not None and started >= limit))):
+            if not fetching and not self.pool.inflight() and self._finished(started, limit):
                 break
             results, ready = self.pool.poll(0.2, [self.fetch.conn] if self.fetch else [])
             try:

@@ -250,3 +250,23 @@ def test_a_failed_run_with_pages_left_is_resumed(tmp_path: Path) -> None:
     assert count(db, "SELECT count(*) FROM frontier WHERE state = 'pending'") > 0
     assert "(resumed)" in finish(db)
     check_complete(db)
+
+
+def test_sigterm_with_a_spilled_frontier_still_stops(tmp_path: Path) -> None:
+    """Once the frontier spilled, the loop waited for a read-back a stopping run never does (issue 12, 7)."""
+    db = tmp_path / "etl.db"
+    proc = start(db, "--set", "run.frontier_memory=20")
+    wait_for(db, proc, 800)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out
+    assert "(resumed)" in finish(db)
+    check_complete(db)
+
+
+def test_max_pages_with_a_spilled_frontier_ends(tmp_path: Path) -> None:
+    db = tmp_path / "etl.db"
+    proc = start(db, "--set", "run.frontier_memory=20", "--set", "run.max_pages=300")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 1), out
+    assert count(db, "SELECT count(*) FROM frontier WHERE state != 'pending'") == 300
