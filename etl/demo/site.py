@@ -309,12 +309,16 @@ class DemoSite:
         return {"Content-Type": ctype}
 
     def render(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        """Route a request path (query string ignored) to a page."""
+        """Route a request path to a page (the query string is read only by the JSON API)."""
         p = urlsplit(path).path or "/"
         parts = [x for x in p.split("/") if x]
         enc = self.options.encoding
         if p == "/robots.txt":
             return 200, {"Content-Type": "text/plain"}, ROBOTS.encode()
+        if p.startswith("/api/"):  # the same listings as JSON (etl/demo/api.py)
+            from etl.demo import api
+
+            return api.render(self, path)
         if not parts:
             links = "".join(f'<li><a href="/{a}/ershoufang/">{n}二手房</a></li>' for a, n in names.KNOWN_CITIES.items())
             return 200, self._headers(), simple_page("二手房", f"<ul class=\"cities\">{links}</ul>", enc)

@@ -165,7 +165,7 @@ class _JsonReader:
         if not isinstance(items, list):
             result.error = f"no list of items at {self.s.items!r} in the response"
             return result
-        page_raw = {f.name: self._value(f, doc) for f in self.page_fields}
+        page_raw = {f.name: self._value(f, doc, page.url) for f in self.page_fields}
         for item in items:
             self._item(page, item, page_raw, result)
         result.links += self._next(page, doc, len(items), result.warnings)
@@ -179,13 +179,17 @@ class _JsonReader:
             result.error = f"not a JSON response (Content-Type {ctype or 'none'}): {str(exc)[:120]}"
             return None
 
-    def _value(self, spec, node: Any) -> str | None:
+    def _value(self, spec, node: Any, base: str) -> str | None:
+        """A field's text from a JSON node: path, then regex; `type = "url"` made absolute against the
+        response it was read from."""
         if spec.source == "config":
             return spec.value
         value = as_text(json_get(node, spec.json or ""))
         if value is not None and spec.regex:
             m = self.ext.regex[spec.regex].search(value)
             value = None if m is None else (m.group(1) if m.re.groups else m.group(0))
+        if value is not None and spec.type == "url":
+            value = absolute(base, value)
         return value
 
     def _item(self, page: Page, item: Any, page_raw: dict, result: Parsed) -> None:
@@ -194,7 +198,7 @@ class _JsonReader:
         if not key:
             result.skipped += 1  # not an item: no natural key
             return
-        raw = {f.name: self._value(f, item) for f in self.item_fields} | page_raw
+        raw = {f.name: self._value(f, item, page.url) for f in self.item_fields} | page_raw
         if self.s.detail_url is not None:
             url = absolute(page.url, as_text(json_get(item, self.s.detail_url)))
             if url and allowed(url, self.domains):
@@ -223,7 +227,7 @@ class _JsonReader:
             doc = self._json(page, result)
             if result.error:
                 return
-            raw.update({f.name: self._value(f, doc) for f in self.detail_fields})
+            raw.update({f.name: self._value(f, doc, page.url) for f in self.detail_fields})
         else:
             from etl.parse.charset import DecodeError, decode_html
             from etl.parse.engines import parse_html
