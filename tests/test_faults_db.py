@@ -188,3 +188,19 @@ def test_value_the_driver_cannot_take_is_a_failure_sqlite(sqlite_url: str) -> No
     ids = [r["listing_id"] for r in table(sqlite_url, "SELECT listing_id FROM listings ORDER BY 1")]
     assert "a" in ids and "d" in ids and "b" not in ids
     assert len(table(sqlite_url, "SELECT * FROM failures WHERE stage = 'write'")) == 4 - len(ids)
+
+
+@pytest.mark.postgres
+def test_a_long_multibyte_link_fits_the_frontier_postgres(pg_url: str) -> None:
+    """1,500 CJK characters are 4.5 KB of UTF-8: over PostgreSQL's btree limit when the URL was the key
+    (issue 12, 10). The frontier's key is now the URL's fingerprint; the URL itself is not indexed."""
+    from etl.items import Link
+    from etl.urls import fingerprint
+
+    writer = writer_for_run(pg_url)
+    batch = Batch()
+    url = "http://x.test/" + "列表" * 750
+    writer.add(batch, PageDone(1, [], [Link(url, fingerprint(url), "list", "{}")], "done"))
+    writer.flush(batch)
+    writer.engine.dispose()
+    assert table(pg_url, "SELECT url FROM frontier")[0]["url"] == url
