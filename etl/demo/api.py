@@ -24,10 +24,11 @@ import binascii
 import datetime as dt
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from etl.demo.names import CityModel, Listing
+if TYPE_CHECKING:
+    from etl.demo.names import CityModel, Listing
 
 JSON = {"Content-Type": "application/json; charset=utf-8"}
 _PATH = re.compile(r"/api/([a-z0-9_-]{1,32})/listings(?:/(offset|cursor|next|[0-9]{12}))?/?\Z")
