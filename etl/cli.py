@@ -55,7 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     interrupted = _interrupted(state)
     nothing = state.status == "failed"  # every page failed (run_job decided; RunFailed never gets here)
     status = "interrupted (run again to resume)" if interrupted else "failed" if nothing else (
-        "succeeded" if stats.pages_failed == 0 else "finished with failed pages (see the failures table)")
+        "succeeded" if state.status == "succeeded" else "partial: " + (
+            stats.cut_short if stats.cut_short and not stats.failures else
+            f"{stats.failures:,} failures (see the failures table)"))
     from etl.sources import source_class
 
     kind = source_class(cfg.source_type)
@@ -78,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if nothing:
         print(f"error: run failed: {NOTHING_SUCCEEDED}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK if stats.pages_failed == 0 else EXIT_PARTIAL
+    return EXIT_OK if state.status == "succeeded" else EXIT_PARTIAL
 
 
 def _interrupted(state) -> bool:

@@ -26,7 +26,7 @@ from etl.frontier import LocalFrontier
 from etl.items import Counts, FailureNote, Fetched, Link, PageDone, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.progress import Progress
-from etl.runs import RunState, finish_run, open_run
+from etl.runs import RunState, count_failures, finish_run, open_run
 from etl.sources import source_for
 from etl.sources.base import Source
 from etl.urls import fingerprint
@@ -49,6 +49,8 @@ class Stats:
     skipped: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    failures: int = 0  # rows of the failures table for this run, every stage (fetch, parse, write)
+    cut_short: str | None = None  # why the run stopped with work left (run.max_pages)
 
 
 class Coordinator:
@@ -235,7 +237,11 @@ class Coordinator:
             return True
         if left.retrying:
             return False
-        return (limit is not None and started >= limit) or not (left.ready or left.spilled)
+        if limit is not None and started >= limit and (left.ready or left.spilled):
+            self.stats.cut_short = (f"stopped at [run] max_pages = {limit}: work is left in the frontier "
+                                    "(raise max_pages, or 0 for no limit)")
+            return True
+        return not (left.ready or left.spilled)
 
     def _loop(self) -> None:
         fetching: dict[str, tuple[Request, float]] = {}  # url → (request, when handed over)
@@ -301,7 +307,12 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
         elif stats.pages_ok == 0 and stats.pages_failed:
             status, message = "failed", NOTHING_SUCCEEDED
         else:
-            status = "succeeded" if stats.pages_failed == 0 else "partial"
+            stats.failures = count_failures(cfg, state.run_id)
+            complete = stats.pages_failed == 0 and stats.failures == 0 and stats.cut_short is None
+            status = "succeeded" if complete else "partial"
+            message = stats.cut_short
+            if stats.cut_short:
+                log.warning("%s", stats.cut_short)
         return state, stats
     except RunFailed as exc:
         message = str(exc)

@@ -154,6 +154,20 @@ def reload_state(cfg: Config, state: RunState) -> None:
         engine.dispose()
 
 
+def count_failures(cfg: Config, run_id: int) -> int:
+    """Failure rows of a run, every stage: a row the database refused is as much a failure as a page."""
+    engine = db.make_engine(cfg.database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(schema.failures)
+                                .where(schema.failures.c.run_id == run_id)).scalar() or 0
+    except Exception as exc:  # the database is gone: finish_run will say so
+        log.error("could not count the failures of run %d: %s", run_id, str(exc).splitlines()[0])
+        return 0
+    finally:
+        engine.dispose()
+
+
 def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | None) -> None:
     engine = db.make_engine(cfg.database_url)
     try:
