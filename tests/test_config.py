@@ -442,3 +442,29 @@ def test_date_format_is_checked_on_load(tmp_path):
     assert cfg.fields["listed"].format == "%d/%m/%Y"
     msg = config_error(minimal(tmp_path, '\n[fields.listed]\ncss = "span.d"\nformat = "%d/%m/%Y"\n'))
     assert "[fields.listed].format" in msg and "only for type" in msg
+
+
+@pytest.mark.parametrize("make", ["dev_zero", "fifo", "directory", "huge", "deep", "binary"])
+def test_a_config_that_is_not_a_small_text_file_is_one_line(tmp_path, make):
+    """Issue 12 item 14: /dev/zero read until memory ran out, a FIFO blocked forever, deep nesting recursed."""
+    import os
+
+    if make == "dev_zero":
+        path = "/dev/zero"
+    elif make == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    elif make == "directory":
+        path = str(tmp_path)
+    elif make == "huge":
+        path = str(tmp_path / "huge.toml")
+        open(path, "w").write('job = "x"\n' + "# padding\n" * 200_000)
+    elif make == "deep":
+        path = str(tmp_path / "deep.toml")
+        open(path, "w").write("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    else:
+        path = str(tmp_path / "bin.toml")
+        open(path, "wb").write(b"job = \"\xff\xfe\"\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert "\n" not in str(err.value) and str(err.value).startswith(path)

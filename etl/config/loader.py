@@ -8,6 +8,7 @@ the CLI turns it into exit code 2. Config files are data only: nothing in them i
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -58,16 +59,39 @@ def apply_override(raw: dict[str, Any], assignment: str, path: str) -> None:
     node[parts[-1]] = value
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a job config is a page of TOML; anything bigger is not one
+
+
+def _read(path: str) -> dict[str, Any]:
+    """The file's TOML tables. Only a regular file under MAX_CONFIG_BYTES is read: /dev/zero, a FIFO or a
+    directory would otherwise read forever, block forever or give a traceback."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path}: not a regular file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {st.st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.loads(fh.read(MAX_CONFIG_BYTES + 1).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
 def load(path: str | Path, overrides: list[str] = (), database_url: str | None = None) -> Config:
     """Read, override and validate a job config. Raises ConfigError with one clear line."""
     path = str(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = _read(path)
     env_db = os.environ.get("ETL_DATABASE_URL")
     if env_db:
         raw.setdefault("database", {})["url"] = env_db
