@@ -32,4 +32,5 @@ class SQLiteDialect(Dialect):
         return sqlite.insert(table)
 
     def begin_read_only(self, conn) -> None:
+        """`query_only` lasts as long as the connection: only for connections of an engine that reads."""
         conn.exec_driver_sql("PRAGMA query_only = ON")

@@ -49,9 +49,13 @@ class SqlSource(Source):
         for name in [s["table"], s["key"], *cols.values(), *cols]:
             if not isinstance(name, str) or not _NAME.fullmatch(name):
                 raise ck.fail(where, f"{name!r} is not a plain table/column name")
+        clause = ck.typed(s, "where", where, str)
+        if clause is not None and (";" in clause or "--" in clause or "/*" in clause):
+            raise ck.fail(f"{where}.where", "one condition, without ';' or comments (it is SQL the config's "
+                                             "author answers for, run read-only)")
         settings = SqlSettings(url=ck.typed(s, "url", where, str), table=s["table"], key=s["key"],
                                columns=dict(cols), chunk_rows=ck.typed(s, "chunk_rows", where, int, 5000),
-                               where=ck.typed(s, "where", where, str))
+                               where=clause)
         if settings.chunk_rows < 1:
             raise ck.fail(f"{where}.chunk_rows", "must be at least 1")
         return settings, ()
@@ -66,7 +70,9 @@ class SqlSource(Source):
         return self.cfg.source.url or self.cfg.database_url
 
     def prepare(self) -> None:
-        """`[source] demo = { news = N }`: seed a missing table with N synthetic articles."""
+        """`[source] demo = { news = N }`: seed a missing table with N synthetic articles. Then ask the
+        table for nothing: a missing table, a wrong column or a `where` that is not SQL is a config
+        problem, said in one line before anything is written."""
         demo = self.cfg.demo or {}
         if demo.get("news"):
             from etl.sources.news_seed import seed_news, table_exists
@@ -75,23 +81,53 @@ class SqlSource(Source):
                 log.info("no %s table yet: seeding %s synthetic articles ([source] demo.news)",
                          self.cfg.source.table, f"{int(demo['news']):,}")
                 seed_news(self.url, int(demo["news"]), table=self.cfg.source.table)
+        self._probe()
+
+    def _probe(self) -> None:
+        from etl.db import DatabaseError, make_engine
+        from etl.dialects import dialect_for
+
+        src, engine = self.cfg.source, make_engine(self.url)
+        names = ", ".join([src.key, *src.columns.values()])
+        where = f" AND ({src.where})" if src.where else ""
+        try:
+            with engine.connect() as conn, conn.begin():
+                dialect_for(self.url).begin_read_only(conn)
+                conn.execute(text(f"SELECT {names} FROM {src.table} WHERE 1 = 0{where}")).all()
+        except Exception as exc:
+            raise DatabaseError(f"[source.sql] table {src.table}: {one_line(exc, 300)} (check table, key, "
+                                "columns and where: they are the table's real names)") from None
+        finally:
+            engine.dispose()
 
     def plan(self, engine: Any) -> list[Request]:
         from etl.db import make_engine
+        from etl.dialects import dialect_for
 
         src = self.cfg.source
-        where = f" WHERE {src.where}" if src.where else ""
+        where = f" WHERE {src.key} IS NOT NULL" + (f" AND ({src.where})" if src.where else "")
         query = text(f"SELECT k FROM (SELECT {src.key} AS k, ROW_NUMBER() OVER (ORDER BY {src.key}) AS rn "
                      f"FROM {src.table}{where}) AS numbered WHERE (rn - 1) % :chunk = 0 ORDER BY k")
-        own = make_engine(src.url) if src.url else engine
+        own = make_engine(self.url)  # its own connection: a read-only one must not go back to the writer's pool
         try:
-            with own.connect() as conn:
-                bounds = [row[0] for row in conn.execute(query, {"chunk": src.chunk_rows})]
+            with own.connect() as conn, conn.begin():
+                dialect_for(self.url).begin_read_only(conn)
+                found = [row[0] for row in conn.execute(query, {"chunk": src.chunk_rows}) if row[0] is not None]
+                has_null = conn.execute(text(f"SELECT 1 FROM {src.table} WHERE {src.key} IS NULL"
+                                             f"{' AND (' + src.where + ')' if src.where else ''} LIMIT 1")).first()
+        except Exception as exc:  # the probe passed, yet the table cannot be planned (a `where` that writes)
+            from etl.db import DatabaseError
+
+            raise DatabaseError(f"[source.sql] table {src.table}: {one_line(exc, 300)}") from None
         finally:
-            if own is not engine:
-                own.dispose()
-        return [Request(f"sql:{src.table}:{lo}", "rows", {"lo": lo, "hi": bounds[i + 1] if i + 1 < len(bounds) else None})
-                for i, lo in enumerate(bounds)]
+            own.dispose()
+        # a key repeated across a boundary would give two ranges starting at one value: keep the first
+        bounds = [b for i, b in enumerate(found) if i == 0 or b != found[i - 1]]
+        units = [Request(f"sql:{src.table}:{lo}", "rows", {"lo": lo, "hi": bounds[i + 1] if i + 1 < len(bounds) else None})
+                 for i, lo in enumerate(bounds)]
+        if has_null:  # NULL keys sort nowhere: they are one range of their own
+            units.append(Request(f"sql:{src.table}:NULL", "rows", {"null": True}))
+        return units
 
     def reader(self, domains: tuple[str, ...]) -> Reader:
         return _RangeReader(self.cfg.source, self.url)
@@ -111,8 +147,11 @@ class _RangeReader:
         self.extra = f" AND ({src.where})" if src.where else ""
 
     def read(self, unit: Request) -> Parsed:
-        lo, hi = unit.meta["lo"], unit.meta.get("hi")
-        query = self.query_open + (f" AND {self.src.key} < :hi" if hi is not None else "") + self.extra
+        lo, hi = unit.meta.get("lo"), unit.meta.get("hi")
+        if unit.meta.get("null"):
+            query = self.query_open.replace(f"{self.src.key} >= :lo", f"{self.src.key} IS NULL") + self.extra
+        else:
+            query = self.query_open + (f" AND {self.src.key} < :hi" if hi is not None else "") + self.extra
         result = Parsed(unit)
         try:
             with self.engine.connect() as conn, conn.begin():
