@@ -114,3 +114,22 @@ def test_where_runs_read_only_postgres(tmp_path: Path, pg_url: str, capsys) -> N
     code = cli.main(["run", job(tmp_path, "art_id", "scribble()"), "--db", pg_url, "--quiet"])
     assert code == 2 and "read-only" in capsys.readouterr().err  # refused while planning, one line
     assert table(pg_url, "SELECT count(*) AS n FROM victim")[0]["n"] == 0
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (('[transform]\ntype = "stock_mentions"', '[transform]\ntype = "stock_mentions"\ntext_fields = "body"'),
+     "list of field names"),
+    (('[transform]\ntype = "stock_mentions"', '[transform]\ntype = "stock_mentions"\ntext_fields = ["bdy"]'),
+     "'bdy' is not a field"),
+    (("chunk_rows = 3", "chunk_rows = 0"), "at least 1"),
+    (("chunk_rows = 3", "chunk_rows = -5"), "at least 1"),
+    (('[target]\ntable = "stock_mentions"', ""), "stock_mentions"),
+])
+def test_silently_empty_configs_are_refused_on_load(tmp_path: Path, edit: tuple[str, str], fragment: str) -> None:
+    """Issue 11 item 6: each of these loaded, then stored 0 rows with exit 0."""
+    from etl import config
+
+    path = Path(job(tmp_path, "art_id"))
+    path.write_text(path.read_text().replace(*edit))
+    with pytest.raises(config.ConfigError, match=fragment):
+        config.load(str(path))

@@ -128,9 +128,14 @@ def build(raw: dict[str, Any], path: str) -> Config:
                                                      f"(known: {', '.join(sorted(pages))})")
     target = _target(raw, fields, ck)
     tr = ck.table(raw.get("transform", {}), "[transform]", {"type", "text_fields", "plugin"})
-    transform = Transform(type=ck.typed(tr, "type", "[transform]", str, "none"),
-                          text_fields=tuple(tr.get("text_fields", ("title", "body"))),
+    text_fields = tr.get("text_fields", ["title", "body"])
+    if not isinstance(text_fields, list) or not text_fields or not all(isinstance(f, str) for f in text_fields):
+        raise ck.fail("[transform].text_fields", f"expected a list of field names, got {text_fields!r}")
+    transform = Transform(type=ck.typed(tr, "type", "[transform]", str, "none"), text_fields=tuple(text_fields),
                           plugin=ck.typed(tr, "plugin", "[transform]", str))
+    if transform.type == "stock_mentions" and target.name != "stock_mentions":
+        raise ck.fail("[target].table", f"the stock_mentions transform writes stock_mentions rows, not {target.name} "
+                                        "(add [target] table = \"stock_mentions\")")
     if transform.type not in ("none", "stock_mentions", "plugin"):
         raise ck.fail("[transform].type", f"unknown transform {transform.type!r} (use none, stock_mentions or plugin)")
     if transform.type == "plugin":

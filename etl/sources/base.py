@@ -49,6 +49,18 @@ class Source(ABC):
     def validate(cls, cfg: Config, ck: Checker) -> None:
         """Rules across sections, once the whole config is built (raise ck.fail(...) to refuse)."""
 
+    @staticmethod
+    def check_text_fields(cfg: Config, ck: Checker, known: set[str] | None) -> None:
+        """The stock matcher reads [transform] text_fields: each must be a field this source gives
+        (`known`; None when the source cannot know its names before reading)."""
+        given = "text_fields" in (cfg.raw.get("transform") or {})  # the default reads what exists of title, body
+        if cfg.transform.type != "stock_mentions" or known is None or not given:
+            return
+        unknown = [f for f in cfg.transform.text_fields if f not in known]
+        if unknown:
+            raise ck.fail("[transform].text_fields", f"{', '.join(map(repr, unknown))} is not a field of this "
+                                                     f"source (it gives {', '.join(sorted(known))})")
+
     # ------------------------------------------------------------------------- coordinator process
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Before the run opens: start the bundled demo site, seed a demo table, download a file."""

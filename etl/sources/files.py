@@ -80,6 +80,7 @@ class FilesSource(Source):
     def validate(cls, cfg: Config, ck: Checker) -> None:
         if cfg.transform.type == "none":
             raise ck.fail("[transform]", "a files source needs a transform (stock_mentions or plugin)")
+        cls.check_text_fields(cfg, ck, set(cfg.source.columns) if cfg.source.columns else None)
 
     def prepare(self) -> None:
         """A URL is downloaded (or found unchanged) before the run; a missing file is a clear error."""

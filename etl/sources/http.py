@@ -69,6 +69,7 @@ class HttpSource(Source):
             raise ck.fail("[crawl]", "needs at least one [[crawl.pages]] rule (the first kind is the start pages')")
         if cfg.items is None:
             raise ck.fail("[items]", "an http job needs [items] (select + key) to produce rows")
+        cls.check_text_fields(cfg, ck, set(cfg.fields))
         for f in cfg.fields.values():
             if f.source == "detail" and cfg.items.detail is None:
                 raise ck.fail(f"[fields.{f.name}].from", "'detail' needs [items].detail (the link to follow)")

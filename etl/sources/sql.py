@@ -64,6 +64,7 @@ class SqlSource(Source):
     def validate(cls, cfg: Config, ck: Checker) -> None:
         if cfg.transform.type == "none":
             raise ck.fail("[transform]", "a sql source needs a transform (stock_mentions or plugin)")
+        cls.check_text_fields(cfg, ck, set(cfg.source.columns))
 
     @property
     def url(self) -> str:
