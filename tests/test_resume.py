@@ -270,3 +270,20 @@ def test_max_pages_with_a_spilled_frontier_ends(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode in (0, 1), out
     assert count(db, "SELECT count(*) FROM frontier WHERE state != 'pending'") == 300
+
+
+def test_children_of_a_killed_coordinator_exit_quietly(tmp_path: Path) -> None:
+    """kill -9 of the coordinator alone: its children must neither hang nor print tracebacks (issue 11, 17)."""
+    db = tmp_path / "etl.db"
+    proc = start(db, stderr=subprocess.PIPE, quiet=False)
+    wait_for(db, proc, 300)
+    os.kill(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the children notice and leave (the writer commits first)
+        alive = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not alive:
+            break
+        time.sleep(0.5)
+    assert not alive, "children of the killed coordinator are still running"
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err[-2000:]

@@ -82,7 +82,25 @@ def _child(options: SiteOptions, host: str, port: int, extra_apps: tuple[str, ..
         return
     conn.send(("ok", server.server_address[1]))
     conn.close()
+    _leave_with_parent(server)
     _serve(server)
+
+
+def _leave_with_parent(server) -> None:
+    """A run killed with -9 cannot stop its demo server: the server stops itself once its parent is gone."""
+    import threading
+    import time
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        while parent.is_alive():
+            time.sleep(1.0)
+        server.shutdown()
+
+    threading.Thread(target=watch, name="demo-parent-watch", daemon=True).start()
 
 
 def _serve(server) -> None:

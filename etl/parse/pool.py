@@ -29,11 +29,11 @@ def _worker_main(conn: Connection, cfg, domains) -> None:
     while True:
         try:
             item = conn.recv()
-        except EOFError:
+            if item is None:
+                return
+            conn.send(worker.process(item))
+        except (EOFError, OSError):  # the coordinator is gone (killed): nothing to report to, exit quietly
             return
-        if item is None:
-            return
-        conn.send(worker.process(item))
 
 
 @dataclass
