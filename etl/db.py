@@ -65,8 +65,36 @@ def upgrade(url: str) -> str:
         if current is not None and current not in known:
             raise DatabaseError(f"database {mask_url(url)} has schema revision {current}, newer than this "
                                 f"version of etl knows (head {script.get_current_head()}); upgrade etl")
-        with engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), "head")
+        order = [rev.revision for rev in reversed(list(script.walk_revisions()))]  # base → head
+        pending = order[order.index(current) + 1:] if current else order
+        # All in one transaction where DDL is transactional; else one revision at a time, so that a
+        # failure can say exactly which revision's tables were left behind.
+        for step in (pending[-1:] if dialect_for(url).transactional_ddl else pending):
+            tables = set(inspect(engine).get_table_names())
+            try:
+                with engine.begin() as conn:
+                    command.upgrade(_alembic_config(conn), step)
+            except SQLAlchemyError as exc:
+                raise _migration_failed(url, engine, step, tables, exc) from None
         return script.get_current_head()
     finally:
         engine.dispose()
+
+
+def _migration_failed(url: str, engine: Engine, step: str, tables: set[str], exc: Exception) -> DatabaseError:
+    """One line: what failed, and what state it left. On a database that cannot roll back DDL (MySQL)
+    the failed revision's first steps stay, and upgrading again would stop at the first table it left:
+    those tables are named."""
+    where = f"migrating {mask_url(url)} to revision {step} failed: {one_line(exc, 1000)}"
+    engine.dispose()  # the failed connection may be unusable
+    try:
+        now = current_revision(engine) or "none"
+        left = sorted(set(inspect(engine).get_table_names()) - tables - {"alembic_version"})
+    except SQLAlchemyError:
+        now, left = "unknown", []
+    if dialect_for(url).transactional_ddl:
+        return DatabaseError(f"{where} (rolled back: the schema is still at revision {now})")
+    return DatabaseError(
+        f"{where} (this database cannot roll back DDL: it stays at schema revision {now}, plus the tables "
+        f"{step} created before the error: {', '.join(left) or 'none'}; drop those, fix the "
+        f"cause and run `etl db upgrade` again)")

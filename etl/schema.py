@@ -24,6 +24,13 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def double() -> Float:
+    """Double precision everywhere: FLOAT alone is single precision on MySQL/MariaDB (the migrations'
+    variant; SQLite and PostgreSQL keep plain FLOAT, which is double there)."""
+    return Float().with_variant(Float(53), "mysql", "mariadb")
+
+
 runs = Table(
     "runs", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -74,7 +81,7 @@ listings = Table(
     Column("title", Text),
     Column("rooms", Integer),
     Column("halls", Integer),
-    Column("area_m2", Float),
+    Column("area_m2", double()),
     Column("orientation", String(64)),
     Column("decoration", String(32)),
     Column("floor_level", String(16)),
@@ -105,7 +112,7 @@ stock_mentions = Table(
     Column("stock_code", String(6), primary_key=True),
     Column("stock_name", String(32), nullable=False),
     Column("news_date", Date),
-    Column("score", Float),
+    Column("score", double()),
     Column("mention_count", Integer, nullable=False),
     Column("run_id", Integer, nullable=False),
 )

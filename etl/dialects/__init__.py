@@ -14,6 +14,8 @@ REGISTRY: dict[str, str] = {  # URL scheme (before any +driver) → dialect
     "sqlite": "etl.dialects.sqlite:SQLiteDialect",
     "postgresql": "etl.dialects.postgresql:PostgreSQLDialect",
     "postgres": "etl.dialects.postgresql:PostgreSQLDialect",
+    "mysql": "etl.dialects.mysql:MySQLDialect",
+    "mariadb": "etl.dialects.mysql:MySQLDialect",
 }
 
 

@@ -2,8 +2,9 @@
 
 A Dialect answers: how a URL becomes an engine (driver, connect options), the upsert and insert-if-new
 statements, the bulk path for many rows (COPY, multi-row INSERT), which errors are worth waiting out,
-how to open a read-only transaction, and limits (index key length, NUL in text). The writer, the run
-bookkeeping and the SQL source call these and never ask which database it is.
+how to open a read-only transaction, and limits (index key length, NUL in text, whether DDL can be rolled
+back). The writer, the run bookkeeping, the SQL source and the migration runner call these and never ask
+which database it is.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Dialect:
     nul_in_text: ClassVar[bool] = True  # can a text column hold U+0000?
     max_key_bytes: ClassVar[int | None] = None  # longest index key (None: no practical limit)
     bytes_per_char: ClassVar[int] = 1  # worst case, for key-length checks
+    transactional_ddl: ClassVar[bool] = True  # does a failed migration roll back its CREATE/ALTER?
     errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError,)  # what a failed statement raises
 
     # ------------------------------------------------------------------------------------ connecting

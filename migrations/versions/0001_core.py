@@ -14,6 +14,14 @@ branch_labels = None
 depends_on = None
 
 
+# MySQL/MariaDB: FLOAT is single precision there (DOUBLE is FLOAT(53)), and a TEXT column cannot be in a
+# primary key. These variants leave the other databases' DDL exactly as it was.
+DOUBLE = sa.Float().with_variant(sa.Float(53), "mysql", "mariadb")
+# 0001's frontier lives on MySQL only until 0003 replaces it (MySQL support came after 0003, so no MySQL
+# database ever held rows in it): 760 utf8mb4 characters plus run_id fit the 3,072-byte key limit.
+FRONTIER_URL = sa.Text().with_variant(sa.String(760), "mysql", "mariadb")
+
+
 def upgrade() -> None:
     tz = sa.DateTime(timezone=True)
     op.create_table(
@@ -35,7 +43,7 @@ def upgrade() -> None:
     op.create_table(
         "frontier",
         sa.Column("run_id", sa.Integer, primary_key=True),
-        sa.Column("url", sa.Text, primary_key=True),
+        sa.Column("url", FRONTIER_URL, primary_key=True),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("meta", sa.Text),
         sa.Column("state", sa.String(8), nullable=False),
@@ -63,7 +71,7 @@ def upgrade() -> None:
         sa.Column("title", sa.Text),
         sa.Column("rooms", sa.Integer),
         sa.Column("halls", sa.Integer),
-        sa.Column("area_m2", sa.Float),
+        sa.Column("area_m2", DOUBLE),
         sa.Column("orientation", sa.String(64)),
         sa.Column("decoration", sa.String(32)),
         sa.Column("floor_level", sa.String(16)),

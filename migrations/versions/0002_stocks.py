@@ -13,6 +13,8 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+DOUBLE = sa.Float().with_variant(sa.Float(53), "mysql", "mariadb")  # FLOAT is single precision on MySQL
+
 VIEW = """
 CREATE VIEW stock_daily_sentiment AS
 SELECT stock_code, stock_name, news_date,
@@ -37,7 +39,7 @@ def upgrade() -> None:
         sa.Column("stock_code", sa.String(6), primary_key=True),
         sa.Column("stock_name", sa.String(32), nullable=False),
         sa.Column("news_date", sa.Date),
-        sa.Column("score", sa.Float),
+        sa.Column("score", DOUBLE),
         sa.Column("mention_count", sa.Integer, nullable=False),
         sa.Column("run_id", sa.Integer, nullable=False),
     )
