@@ -102,6 +102,11 @@ def test_config_table_postgres(pg_url: str, tmp_path: Path) -> None:
     check_config_table(pg_url, tmp_path)
 
 
+@pytest.mark.mysql
+def test_config_table_mysql(mysql_url: str, tmp_path: Path) -> None:
+    check_config_table(mysql_url, tmp_path)
+
+
 def test_a_retyped_field_is_refused_with_what_to_do(sqlite_url: str, tmp_path: Path, capsys) -> None:
     assert cli.main(["run", homes_config(tmp_path), "--db", sqlite_url, "--quiet",
                      "--set", "source.demo.listings=100"]) == 0

@@ -93,9 +93,10 @@ def test_past_the_end_is_an_empty_page_and_size_is_capped() -> None:
     assert len(get("/api/bj/listings?size=1000")[1]["data"]["items"]) == 100
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", ["sqlite_url", pytest.param("pg_url", marks=pytest.mark.postgres),
+                                     pytest.param("mysql_url", marks=pytest.mark.mysql)])
 def test_json_source_crawls_the_api_into_the_truth(backend: str, request: pytest.FixtureRequest) -> None:
-    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    url = request.getfixturevalue(backend)
     cfg = config.load(ROOT / "config/demo-api.toml", ["source.demo.listings=2000"], database_url=url)
     state, stats = run_job(cfg, progress=Progress(enabled=False))
     assert state.status == "succeeded" and stats.pages_failed == 0

@@ -83,11 +83,13 @@ def test_news_export_to_mentions(tmp_path: Path, sqlite_url: str, suffix: str) -
     assert mentions(sqlite_url) == before
 
 
-@pytest.mark.postgres
-def test_news_export_to_mentions_postgres(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("backend", [pytest.param("pg_url", marks=pytest.mark.postgres),
+                                     pytest.param("mysql_url", marks=pytest.mark.mysql)])
+def test_news_export_to_mentions_server_databases(tmp_path: Path, backend: str, request) -> None:
+    url = request.getfixturevalue(backend)
     path = export(tmp_path / "news.csv")
-    run(job(tmp_path, str(path)), pg_url)
-    check_against_truth(pg_url, ARTICLES)
+    run(job(tmp_path, str(path)), url)
+    check_against_truth(url, ARTICLES)
 
 
 def test_a_bad_record_is_that_records_failure(tmp_path: Path, sqlite_url: str) -> None:

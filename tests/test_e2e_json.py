@@ -202,11 +202,13 @@ def test_detail_pages_json_or_html(api: str, tmp_path: Path, sqlite_url: str, de
     check(sqlite_url, detail)
 
 
-@pytest.mark.postgres
-def test_json_source_postgres(api: str, tmp_path: Path, pg_url: str) -> None:
-    cfg = config.load(write_config(tmp_path, api, "offset", "json"), database_url=pg_url)
+@pytest.mark.parametrize("backend", [pytest.param("pg_url", marks=pytest.mark.postgres),
+                                     pytest.param("mysql_url", marks=pytest.mark.mysql)])
+def test_json_source_server_databases(api: str, tmp_path: Path, backend: str, request) -> None:
+    url = request.getfixturevalue(backend)
+    cfg = config.load(write_config(tmp_path, api, "offset", "json"), database_url=url)
     run_job(cfg, progress=Progress(enabled=False))
-    check(pg_url, "json")
+    check(url, "json")
 
 
 def test_max_pages_bounds_a_pagination_loop(api: str, tmp_path: Path, sqlite_url: str) -> None:
