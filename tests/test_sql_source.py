@@ -133,3 +133,13 @@ def test_silently_empty_configs_are_refused_on_load(tmp_path: Path, edit: tuple[
     path.write_text(path.read_text().replace(*edit))
     with pytest.raises(config.ConfigError, match=fragment):
         config.load(str(path))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("pg_url", marks=pytest.mark.postgres),
+                                     pytest.param("mysql_url", marks=pytest.mark.mysql)])
+@pytest.mark.parametrize("key, keys", [("k", [None, None, 1, 1, 1, 1, 2, 2, 2, 3]), ("pub_date", list(range(10)))])
+def test_every_row_once_on_server_databases(tmp_path: Path, backend: str, key: str, keys: list, request) -> None:
+    url = request.getfixturevalue(backend)
+    make_articles(url, keys)
+    assert cli.main(["run", job(tmp_path, key), "--db", url, "--quiet"]) == 0
+    assert mentions(url) == sorted(str(i) for i in range(10))
