@@ -97,6 +97,11 @@ def test_demo_crawl_postgres(pg_url: str, demo_config: str) -> None:
     check_job(pg_url, demo_config)
 
 
+@pytest.mark.mysql
+def test_demo_crawl_mysql(mysql_url: str, demo_config: str) -> None:
+    check_job(mysql_url, demo_config)
+
+
 def test_another_city_is_one_value(sqlite_url: str, demo_config: str) -> None:
     """--set city=sh crawls another city; both engines give identical rows."""
     crawl(demo_config, sqlite_url, "city=sh", "run.engine=bs4", f"source.demo.listings={1200}")

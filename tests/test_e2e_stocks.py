@@ -46,9 +46,10 @@ def run_sql_job(url: str) -> None:
     assert stats.pages_failed == 0
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                     pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_news_table_to_mentions(backend: str, request: pytest.FixtureRequest) -> None:
-    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgres": "pg_url", "mysql": "mysql_url"}[backend])
     seed_news(url, ARTICLES, processes=2)
     run_sql_job(url)
     check_against_truth(url, ARTICLES)

@@ -4,6 +4,7 @@ versions, an unreachable server, and scraped text that is hostile to SQL."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import threading
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from etl import db
+from etl.dialects import dialect_for
 from etl.items import PageDone
 from etl.targets import target_spec
 from etl.write import Batch, Writer, WriterSettings
@@ -90,6 +93,87 @@ def test_database_gone_for_good_fails_the_run_with_one_message(pg_url: str) -> N
     assert len(last) == 1 and "run failed" in last[0], err
 
 
+def mysql_admin():
+    from tests.conftest import mysql_admin_engine
+
+    return mysql_admin_engine()
+
+
+@pytest.mark.mysql
+def test_writer_survives_killed_connections_mysql(mysql_url: str) -> None:
+    name = make_url(mysql_url).database
+    stop = threading.Event()
+    kills = []
+
+    def killer() -> None:
+        engine = mysql_admin()
+        time.sleep(4)
+        while not stop.is_set():
+            with engine.connect() as conn:
+                ids = conn.execute(text("SELECT id FROM information_schema.processlist WHERE db = :d "
+                                        "AND id <> CONNECTION_ID()"), {"d": name}).scalars().all()
+                for pid in ids:
+                    try:
+                        conn.execute(text(f"KILL CONNECTION {int(pid)}"))
+                    except Exception:  # it ended by itself in between
+                        pass
+            kills.append(len(ids))
+            time.sleep(2.5)
+        engine.dispose()
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        result = etl("run", str(ROOT / "config/demo.toml"), "--db", mysql_url, "--quiet")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert sum(kills) > 0, "the test never killed a connection"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_matches_truth(mysql_url)
+
+
+@pytest.mark.mysql
+def test_database_gone_for_good_fails_the_run_with_one_message_mysql(mysql_url: str) -> None:
+    """The job's own account is locked and its connections killed: reconnecting is refused from then on."""
+    name = make_url(mysql_url).database
+    user = f"u_{name[-10:]}"
+    admin = mysql_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+        conn.execute(text(f"GRANT ALL ON `{name}`.* TO '{user}'@'%'"))
+    url = make_url(mysql_url).set(username=user, password="pw").render_as_string(hide_password=False)
+    db.upgrade(url)
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "run", str(ROOT / "config/demo.toml"), "--db", url,
+                             "--quiet", "--set", "database.retry_seconds=3"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if table(mysql_url, "SELECT count(*) AS n FROM listings")[0]["n"] > 0:
+                break
+            time.sleep(0.2)
+        with admin.connect() as conn:
+            conn.execute(text(f"ALTER USER '{user}'@'%' ACCOUNT LOCK"))
+            for pid in conn.execute(text("SELECT id FROM information_schema.processlist WHERE user = :u"),
+                                    {"u": user}).scalars().all():
+                try:
+                    conn.execute(text(f"KILL CONNECTION {int(pid)}"))
+                except Exception:
+                    pass
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+    assert proc.returncode == 3, out + err
+    last = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(last) == 1 and "run failed" in last[0], err
+    assert "pw@" not in out + err  # the password is masked
+
+
 def test_unreachable_database_is_exit_2_and_one_line(tmp_path: Path) -> None:
     result = etl("run", str(ROOT / "config/demo.toml"), "--db", "postgresql://nobody:secret@127.0.0.1:1/x")
     assert result.returncode == 2
@@ -130,7 +214,7 @@ def writer_for_run(url: str) -> Writer:
 
 
 HOSTILE = ["O'Brien \"quoted\"", "'; DROP TABLE listings; --", "nul\x00byte", "back\\slash", "日本語 ＦＵＬＬ",
-           "tab\there", "new\nline\r\n", "\\N", "percent % and $1 :name"]
+           "tab\there", "new\nline\r\n", "\\N", "percent % and $1 :name", "emoji 😀🎉, 4-byte 𠀀 𝄞", "\\'", "'\\"]
 
 
 def _write_hostile(url: str, copies: int = 1) -> list[dict]:
@@ -149,19 +233,29 @@ def test_hostile_text_stored_verbatim_sqlite(sqlite_url: str) -> None:
     assert [r["title"] for r in got] == HOSTILE
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("copies", [1, 10])  # a small batch goes through INSERT, a big one through COPY
-def test_hostile_text_postgres_nul_rule(pg_url: str, copies: int) -> None:
-    got = _write_hostile(pg_url, copies)
-    expected = [s.replace("\x00", "\ufffd") for s in HOSTILE] * copies  # documented: NUL → U+FFFD on PostgreSQL
+SERVERS = [pytest.param("pg_url", marks=pytest.mark.postgres, id="postgres"),
+           pytest.param("mysql_url", marks=pytest.mark.mysql, id="mysql")]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("copies", [1, 10])  # a small batch: executemany; a big one: COPY / literal multi-row INSERT
+def test_hostile_text_server(server: str, copies: int, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(server)
+    got = _write_hostile(url, copies)
+    expected = HOSTILE * copies
+    if not dialect_for(url).nul_in_text:  # documented: NUL → U+FFFD on PostgreSQL; MySQL keeps it
+        expected = [s.replace("\x00", "\ufffd") for s in expected]
     assert [r["title"] for r in got] == expected
-    assert [r["extras"]["note"] for r in got] == expected
+    assert [r["community"] for r in got] == expected
+    notes = [(r["extras"] if isinstance(r["extras"], dict) else json.loads(r["extras"]))["note"] for r in got]
+    assert notes == expected
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("filler", [0, 100])  # through INSERT and through COPY
-def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str, filler: int) -> None:
-    writer = writer_for_run(pg_url)
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("filler", [0, 100])  # through executemany and through the bulk path
+def test_refused_row_becomes_a_failure_not_a_lost_batch(server: str, filler: int, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(server)
+    writer = writer_for_run(url)
     batch = Batch()
     rows = [{"source": "t", "listing_id": "ok1", "title": "fine"},
             {"source": "t", "listing_id": "bad", "floor_level": "x" * 500},  # longer than the column allows
@@ -170,9 +264,9 @@ def test_refused_row_becomes_a_failure_not_a_lost_batch(pg_url: str, filler: int
     writer.add(batch, PageDone(1, rows, [], "done"))
     writer.flush(batch)
     writer.engine.dispose()
-    ids = [r["listing_id"] for r in table(pg_url, "SELECT listing_id FROM listings ORDER BY 1")]
+    ids = [r["listing_id"] for r in table(url, "SELECT listing_id FROM listings ORDER BY 1")]
     assert ids == ["ok1", "ok2"] + [f"z{i:03d}" for i in range(filler)]
-    failures = table(pg_url, "SELECT stage, error FROM failures")
+    failures = table(url, "SELECT stage, error FROM failures")
     assert len(failures) == 1 and failures[0]["stage"] == "write" and "too long" in failures[0]["error"]
 
 

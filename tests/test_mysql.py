@@ -174,6 +174,24 @@ def test_update_by_key_changes_only_existing_keys_of_its_run(mysql_url: str) -> 
 
 
 @pytest.mark.mysql
+def test_a_mariadb_url_gets_the_same_tables_and_writes(mysql_url: str) -> None:
+    """`mariadb://` is SQLAlchemy's MariaDB-only dialect (named "mariadb": mysql_* options do not apply
+    to it); the variants and the table options must reach it too."""
+    url = mysql_url.replace("mysql://", "mariadb://", 1)
+    writer = writer_for_run(url)
+    batch = Batch()
+    writer.add(batch, PageDone(1, [{"source": "t", "listing_id": i, "title": HOSTILE[j], "area_m2": 0.1}
+                                   for j, i in enumerate(["a", "A", "a "])], [], "done"))
+    writer.flush(batch)
+    writer.engine.dispose()
+    assert [r["title"] for r in table(url, "SELECT title FROM listings ORDER BY title")] == sorted(HOSTILE[:3])
+    found = table(url, "SELECT data_type AS t, collation_name AS c FROM information_schema.columns "
+                       "WHERE table_schema = DATABASE() AND table_name = 'listings' AND column_name IN "
+                       "('area_m2', 'listing_id') ORDER BY column_name")
+    assert [(r["t"], r["c"]) for r in found] == [("double", None), ("varchar", "utf8mb4_nopad_bin")]
+
+
+@pytest.mark.mysql
 def test_source_reads_are_read_only(mysql_url: str) -> None:
     db.upgrade(mysql_url)
     engine = db.make_engine(mysql_url)
