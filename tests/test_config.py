@@ -130,7 +130,7 @@ def test_field_shorthand_string_is_a_css_selector(tmp_path):
     ('t10 = { value = "{nope}" }\n', None, ["[fields.t10]", "value", "nope"]),
     ('\n[target]\ntable = "frontier"\n', None, ["[target].table", "frontier"]),
     ('\n[transform]\ntype = "sentiment"\n', None, ["[transform].type"]),
-    ('\n[database]\nurl = "mysql://root:hunter2@db/x"\n', None, ["[database].url", "mysql://"]),  # unsupported DB
+    ('\n[database]\nurl = "mssql://root:hunter2@db/x"\n', None, ["[database].url", "mssql://"]),  # unsupported DB
     ('\n[database]\nurl = "etl.db"\n', None, ["[database].url"]),
     ("", ('start_urls = ["http://demo.test/{city}/list/"]', 'start_urls = ["ftp://demo.test/list/"]'),
      ["[source].start_urls", "ftp://demo.test/list/"]),                                  # non-http start URL
@@ -166,7 +166,7 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, extra, replace, na
 
 
 def test_unsupported_database_url_message_masks_the_password(tmp_path):
-    msg = config_error(minimal(tmp_path, '\n[database]\nurl = "mysql://root:hunter2@db/x"\n'))
+    msg = config_error(minimal(tmp_path, '\n[database]\nurl = "mssql://root:hunter2@db/x"\n'))
     assert "hunter2" not in msg
 
 

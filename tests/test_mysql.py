@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl import db, schema
-from etl.dialects import dialect_for
+from etl.dialects import dialect_for, url_problem
 from etl.dialects.mysql import MySQLDialect, sql_literal
 from etl.items import Link, PageDone
 from etl.targets import ensure, target_spec
@@ -42,7 +42,11 @@ D = MySQLDialect()
 def test_urls_name_the_driver_and_utf8mb4(given: str, used: str) -> None:
     assert D.driver_url(given) == used
     assert make_url(D.driver_url(given)).password == make_url(given).password
-    assert isinstance(dialect_for(given), MySQLDialect)
+    assert isinstance(dialect_for(given), MySQLDialect) and url_problem(given) is None
+
+
+def test_an_unsupported_url_names_mysql_among_the_choices() -> None:
+    assert "mysql://user@host/db" in (url_problem("mssql://u:secret@h/db") or "")
 
 
 def _err(cls, code: int, msg: str = "x") -> DBAPIError:

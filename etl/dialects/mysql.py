@@ -73,7 +73,7 @@ def _error_code(exc: BaseException) -> int | None:
 class MySQLDialect(Dialect):
     name: ClassVar[str] = "mysql"
     example: ClassVar[str] = "mysql://user@host/db"
-    nul_in_text: ClassVar[bool] = True  # utf8mb4 text holds U+0000 (the drivers escape it as \0)
+    nul_in_text: ClassVar[bool] = True  # utf8mb4 text holds U+0000: kept verbatim on both write paths
     max_key_bytes: ClassVar[int | None] = 3072  # InnoDB, DYNAMIC row format
     bytes_per_char: ClassVar[int] = 4  # utf8mb4
     transactional_ddl: ClassVar[bool] = False  # every CREATE/ALTER/DROP commits
