@@ -19,14 +19,15 @@ class Request:
     kind: str
     meta: dict[str, Any] = field(default_factory=dict)  # page number, fields carried from a list item…
     attempt: int = 0
+    key: int | None = None  # etl.urls.fingerprint(url), once the frontier has computed it (see frontier_key)
 
     def meta_json(self) -> str:
         """The meta as the frontier table stores it (so a resumed run gets the same Request back)."""
         return json.dumps(self.meta, ensure_ascii=False, default=str)
 
     @classmethod
-    def from_frontier(cls, url: str, kind: str, meta: str | None) -> Request:
-        return cls(url, kind, json.loads(meta) if meta else {})
+    def from_frontier(cls, url: str, kind: str, meta: str | None, key: int | None = None) -> Request:
+        return cls(url, kind, json.loads(meta) if meta else {}, key=key)
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ from etl.progress import Progress
 from etl.runs import RunState, count_failures, finish_run, open_run
 from etl.sources import source_for
 from etl.sources.base import Source
-from etl.urls import fingerprint
+from etl.urls import frontier_key
 from etl.write import WriterSettings
 from etl.writer_link import RunFailed, WriterLink, WriterLost
 
@@ -113,7 +113,7 @@ class Coordinator:
         key = str(status) if status and status >= 400 else stage  # a 200 cut off at max_bytes is no "200"
         self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
         self.writer.post(FailureNote(req.url, stage, status, error, req.attempt + 1))
-        self.writer.post(PageDone(fingerprint(req.url), [], [], "failed"))
+        self.writer.post(PageDone(frontier_key(req), [], [], "failed"))
         self.frontier.finished(req)
 
     def _fetch_failed(self, req: Request, result: FetchFailure) -> None:
@@ -137,13 +137,13 @@ class Coordinator:
                 log.warning("%s", warning)
         for error in parsed.item_errors:  # the page is done; these items of it gave no row
             self.writer.post(FailureNote(req.url, "parse", None, error, 1))
-        links = [Link(link.url, fingerprint(link.url), link.kind, link.meta_json())
+        links = [Link(link.url, frontier_key(link), link.kind, link.meta_json())
                  for link in self.frontier.add(parsed.links)]
         self.stats.pages_ok += 1
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
-        self.writer.post(PageDone(fingerprint(req.url), parsed.rows, links, "done"))
+        self.writer.post(PageDone(frontier_key(req), parsed.rows, links, "done"))
         self.frontier.finished(req)
 
     def _handle_fetches(self, fetching: dict[str, tuple[Request, float]]) -> None:

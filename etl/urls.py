@@ -108,6 +108,14 @@ def canonical(url: str) -> str:
         return url
 
 
+def frontier_key(request) -> int:
+    """A Request's fingerprint, computed once and kept on it (a link is keyed when the frontier sees it
+    and again when its page is done: one canonicalisation serves both)."""
+    if request.key is None:
+        request.key = fingerprint(request.url)
+    return request.key
+
+
 def fingerprint(url: str) -> int:
     """A stable signed 64-bit key of the canonical URL (fits a BIGINT column on every database)."""
     digest = hashlib.blake2b(canonical(url).encode("utf-8", "surrogatepass"), digest_size=8).digest()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from etl.frontier.base import Frontier, Remaining
 from etl.items import Request
-from etl.urls import fingerprint
+from etl.urls import frontier_key
 
 log = logging.getLogger("etl.frontier")
 
@@ -48,7 +48,7 @@ class LocalFrontier(Frontier):
     def add(self, links: Iterable[Request]) -> list[Request]:
         new = []
         for link in links:
-            key = fingerprint(link.url)
+            key = frontier_key(link)
             if key in self.seen:
                 continue
             self.seen.add(key)

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 
 from etl import schema
 from etl.items import Request
-from etl.urls import fingerprint
+from etl.urls import fingerprint, frontier_key
 
 
 @dataclass
@@ -28,7 +28,7 @@ def load(conn, run_id: int) -> Snapshot:
                                                  .where(f.c.run_id == run_id)):
         snap.seen.add(key)
         if st == "pending":
-            snap.pending.append(Request.from_frontier(url, kind, meta))
+            snap.pending.append(Request.from_frontier(url, kind, meta, key))
         elif st == "done":
             snap.done += 1
         else:
@@ -39,18 +39,19 @@ def load(conn, run_id: int) -> Snapshot:
 def read_pending(conn, run_id: int, limit: int, urgent_kinds: tuple[str, ...] = ()) -> list[Request]:
     """Pending entries, the urgent kinds first (detail pages finish listings), at most `limit`."""
     f = schema.frontier
-    query = select(f.c.url, f.c.kind, f.c.meta).where(f.c.run_id == run_id, f.c.state == "pending")
+    query = select(f.c.url, f.c.kind, f.c.meta, f.c.url_key).where(f.c.run_id == run_id, f.c.state == "pending")
     if urgent_kinds:
         query = query.order_by(f.c.kind.notin_(urgent_kinds))
-    return [Request.from_frontier(url, kind, meta) for url, kind, meta in conn.execute(query.limit(limit))]
+    return [Request.from_frontier(url, kind, meta, key) for url, kind, meta, key in conn.execute(query.limit(limit))]
 
 
 def add(conn, run_id: int, requests: list[Request]) -> set[int]:
     """A fresh run's first work (before the writer starts); returns their keys."""
     rows = {}
     for r in requests:
-        rows.setdefault(fingerprint(r.url), {"run_id": run_id, "url_key": fingerprint(r.url), "url": r.url,
-                                              "kind": r.kind, "meta": r.meta_json(), "state": "pending"})
+        key = frontier_key(r)
+        rows.setdefault(key, {"run_id": run_id, "url_key": key, "url": r.url, "kind": r.kind,
+                              "meta": r.meta_json(), "state": "pending"})
     if rows:
         conn.execute(insert(schema.frontier), list(rows.values()))
     return set(rows)
@@ -70,6 +71,7 @@ def rebase(conn, run_id: int, old: str, new: str) -> None:
     fresh = {}
     for r in moved:
         url = new + r.url[len(old):]
-        fresh.setdefault(fingerprint(url), {"run_id": run_id, "url_key": fingerprint(url), "url": url,
-                                            "kind": r.kind, "meta": r.meta, "state": r.state})
+        key = fingerprint(url)
+        fresh.setdefault(key, {"run_id": run_id, "url_key": key, "url": url, "kind": r.kind, "meta": r.meta,
+                               "state": r.state})
     conn.execute(insert(f), list(fresh.values()))
