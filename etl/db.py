@@ -12,6 +12,8 @@ from etl.dialects import dialect_for
 from etl.dialects.base import mask_url
 from etl.errors import one_line
 
+MIGRATION_WAIT = 600.0  # seconds a process waits for another's migration before giving up
+
 
 class DatabaseError(Exception):
     """The database cannot be used (unreachable, wrong schema version); str() is one line for the user."""
@@ -55,8 +57,14 @@ def upgrade(url: str) -> str:
     from alembic.script import ScriptDirectory
 
     engine = make_engine(url)
+    lock = dialect_for(url).named_lock(url, "etl:migrate")
     try:
         try:
+            # Two processes starting on a brand-new database would both create the schema: the second
+            # waits here for the first, then finds the schema current.
+            if not lock.acquire(MIGRATION_WAIT):
+                raise DatabaseError(f"another process has been migrating {mask_url(url)} for "
+                                    f"{MIGRATION_WAIT:.0f} s; try again when it is done")
             current = current_revision(engine)
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot connect to {mask_url(url)}: {one_line(exc, 1000)}") from None
@@ -78,6 +86,7 @@ def upgrade(url: str) -> str:
                 raise _migration_failed(url, engine, step, tables, exc) from None
         return script.get_current_head()
     finally:
+        lock.release()
         engine.dispose()
 
 

@@ -26,7 +26,7 @@ from etl.frontier import LocalFrontier
 from etl.items import Counts, FailureNote, Fetched, Link, PageDone, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.progress import Progress
-from etl.runs import RunState, count_failures, finish_run, open_run
+from etl.runs import RunState, close_run, count_failures, finish_run, open_run
 from etl.sources import source_for
 from etl.sources.base import Source
 from etl.urls import frontier_key
@@ -321,6 +321,7 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
         progress.close()
         state.status = status
         finish_run(cfg, state, status, coordinator.stats, message)
+        close_run(state)
         source.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

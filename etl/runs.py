@@ -1,6 +1,7 @@
 """Run bookkeeping done by the coordinator while no writer runs: open (or resume) a run, close it.
 
-Resume rule: the newest run of the same job whose status is `running` (the process died), `interrupted`
+Resume rule (under the job's lock, so whoever holds it is the only one working on the job): the newest
+run of the same job whose status is `running` (the process died), `interrupted`
 (SIGINT/SIGTERM) or `failed` with pages still pending (the database stayed away, the writer kept dying) is
 continued — its frontier's pending entries are fetched again — unless `--fresh` is given or the config
 changed meaning (different digest), in which case a new run starts.
@@ -16,13 +17,16 @@ import socket
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl import db, schema, targets
 from etl.config.model import Config
 from etl.dialects import dialect_for
 from etl.dialects.base import mask_url
+from etl.errors import one_line
 from etl.frontier import store as frontier_store
 from etl.items import Request
+from etl.locks import NamedLock
 from etl.sources.base import Source
 
 log = logging.getLogger("etl.runs")
@@ -39,6 +43,7 @@ class RunState:
     rows_before: int = 0
     interrupted: bool = False
     status: str = "running"  # how the run ended, as recorded in `runs` (set by run_job)
+    lock: NamedLock | None = None  # the job's lock, held from open_run to close_run
 
 
 def _load_stocks(engine, url: str) -> None:
@@ -51,20 +56,69 @@ def _load_stocks(engine, url: str) -> None:
 
 
 def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
-    """Migrate, prepare the source (demo site, seeded table, download), then create or resume the run."""
+    """Migrate, take the job's lock, prepare the source (demo site, seeded table, download), then create
+    or resume the run. The lock is held until `close_run`: one job, one run at a time, on any machine."""
     db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
-    source.prepare()
-    engine = db.make_engine(cfg.database_url)
+    lock = take_job_lock(cfg)
     try:
-        targets.ensure(engine, cfg.target)
-        state = _resume_or_create(cfg, engine, fresh, source)
-        if cfg.transform.type == "stock_mentions":
-            _load_stocks(engine, cfg.database_url)
-    except targets.TargetError as exc:
-        raise db.DatabaseError(str(exc)) from None
-    finally:
-        engine.dispose()
+        source.prepare()
+        engine = db.make_engine(cfg.database_url)
+        try:
+            targets.ensure(engine, cfg.target)
+            state = _resume_or_create(cfg, engine, fresh, source)
+            if cfg.transform.type == "stock_mentions":
+                _load_stocks(engine, cfg.database_url)
+        except targets.TargetError as exc:
+            raise db.DatabaseError(str(exc)) from None
+        finally:
+            engine.dispose()
+    except BaseException:
+        lock.release()
+        raise
+    state.lock = lock
     return state
+
+
+def take_job_lock(cfg: Config) -> NamedLock:
+    """The job's lock, or DatabaseError saying who has it. Held by the database session (or flock for
+    SQLite), so a run that died — kill -9, a lost machine — frees it at once and the next run resumes."""
+    lock = dialect_for(cfg.database_url).named_lock(cfg.database_url, f"etl:job:{cfg.job}")
+    try:
+        taken = lock.acquire()
+    except SQLAlchemyError as exc:
+        lock.release()
+        raise db.DatabaseError(f"cannot lock job {cfg.job!r} in {mask_url(cfg.database_url)}: "
+                               f"{one_line(exc, 500)}") from None
+    if taken:
+        return lock
+    lock.release()
+    raise db.DatabaseError(f"job {cfg.job!r} is already running{_holder(cfg)}; wait for it or stop it first")
+
+
+def _holder(cfg: Config) -> str:
+    """Which run (and where) holds the job, as far as `runs` says: for the message only."""
+    try:
+        engine = db.make_engine(cfg.database_url)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(select(schema.runs.c.id, schema.runs.c.params)
+                                   .where(schema.runs.c.job == cfg.job, schema.runs.c.status == "running")
+                                   .order_by(schema.runs.c.id.desc()).limit(1)).first()
+        finally:
+            engine.dispose()
+    except SQLAlchemyError:
+        return ""
+    if row is None:
+        return " (it is starting)"
+    params = json.loads(row.params or "{}")
+    return f" (run {row.id}, pid {params.get('pid')} on {params.get('host')})"
+
+
+def close_run(state: RunState) -> None:
+    """Free the job's lock: the next run of the job may start."""
+    if state.lock is not None:
+        state.lock.release()
+        state.lock = None
 
 
 def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunState:
@@ -84,8 +138,6 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunSt
             conn.execute(update(runs).where(runs.c.id == row.id)
                          .values(status="abandoned", message=f"superseded by a new run ({reason})"))
             row = None
-        if row is not None and row.status == "running":
-            _refuse_if_alive(cfg, row)
         if row is not None:
             old_base = json.loads(row.params or "{}").get("base_url")
             if old_base and base_url and old_base != base_url:  # the demo server got a new port
@@ -101,29 +153,6 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunSt
         requests = source.plan(engine)
         seen = frontier_store.add(conn, run_id, requests)
         return RunState(run_id=run_id, pending=requests, seen=seen)
-
-
-def _refuse_if_alive(cfg: Config, row) -> None:
-    """A run marked `running` is resumed only if its process is gone: two overlapping cron runs of one
-    job must not both work the same frontier."""
-    params = json.loads(row.params or "{}")
-    pid, host = params.get("pid"), params.get("host")
-    if not pid or host != socket.gethostname() or pid == os.getpid():
-        return
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return  # it died (crash, kill -9, reboot): resume
-    except PermissionError:
-        pass  # alive, owned by someone else
-    try:
-        with open(f"/proc/{int(pid)}/cmdline", "rb") as fh:
-            if b"etl" not in fh.read():
-                return  # the pid was reused by an unrelated process
-    except OSError:
-        pass
-    raise db.DatabaseError(f"job {cfg.job!r} is already running (run {row.id}, pid {pid}); "
-                           "wait for it or stop it first")
 
 
 def load_frontier(conn, state: RunState) -> None:

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from etl import cli
 from tests.conftest import ROOT
 from tests.test_e2e_listings import table
@@ -32,3 +36,28 @@ def test_a_complete_run_still_succeeds(sqlite_url: str, capsys) -> None:
     assert cli.main(["run", str(ROOT / "config/demo.toml"), "--db", sqlite_url, "--quiet",
                      "--set", "source.demo.listings=300"]) == 0
     assert "succeeded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("how", ["source", "set"])
+def test_runs_params_records_the_configured_base_url(tmp_path: Path, how: str) -> None:
+    """11.15: base_url given in [source] or with --set is what runs.params records (it was null)."""
+    import json
+
+    from etl.config import load
+    from etl.runs import close_run, open_run
+    from etl.sources import source_for
+
+    text = (ROOT / "config/demo.toml").read_text().replace(
+        'demo = { listings = 5000, encoding = "gbk", pagination = "json" }', "")
+    if how == "source":
+        text = text.replace('city = "bj"', 'city = "bj"\nbase_url = "http://127.0.0.1:9"', 1)
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    overrides = ["source.base_url=http://127.0.0.1:9"] if how == "set" else []
+    cfg = load(path, overrides, f"sqlite:///{tmp_path / 'etl.db'}")
+    source = source_for(cfg)
+    state = open_run(cfg, False, source)
+    close_run(state)
+    source.close()
+    params = json.loads(table(cfg.database_url, "SELECT params FROM runs")[0]["params"])
+    assert params["base_url"] == "http://127.0.0.1:9", params

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 from sqlalchemy import Engine, Table, and_, bindparam, create_engine, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from etl.locks import NamedLock, SessionLock
+
 
 def mask_url(url: str) -> str:
     """A database URL safe to print and store: the password replaced by *** wherever it is written
@@ -105,6 +107,17 @@ class Dialect:
 
     def begin_read_only(self, conn) -> None:
         """Make the transaction just begun on `conn` read-only (a source's `where` is raw SQL)."""
+
+    # ------------------------------------------------------------------------------------ locks
+    def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
+        """SQL that takes (without waiting; true when taken) and frees a lock named `name` for the session."""
+        raise NotImplementedError
+
+    def named_lock(self, url: str, name: str) -> NamedLock:
+        """A lock held until released or until this process dies (etl/locks.py): a job runs once at a time,
+        migrations run one at a time."""
+        take, free, params = self.lock_statements(name)
+        return SessionLock(url, name, take, free, params)
 
 
 def strip_nul(value: Any) -> Any:

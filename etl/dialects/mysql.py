@@ -44,6 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from etl.dialects.base import Dialect
+from etl.locks import lock_key
 
 DRIVER = "pymysql"  # what mysql:// and mariadb:// mean; mysql+mysqldb:// etc. are kept as written
 STRICT = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"
@@ -184,6 +185,11 @@ class MySQLDialect(Dialect):
         if code == 0:  # PyMySQL's InterfaceError(0, ''): the connection is already closed
             return True
         return code in TRANSIENT_CODES
+
+    def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
+        """GET_LOCK names are at most 64 characters: a hash of the name, prefixed so a DBA can tell whose."""
+        key = f"etl:{lock_key(name) & (2**64 - 1):016x}"
+        return ("SELECT GET_LOCK(:k, 0)", "SELECT RELEASE_LOCK(:k)", {"k": key})
 
     def begin_read_only(self, conn) -> None:
         """START TRANSACTION READ ONLY opens a transaction of its own. SQLAlchemy's begin() has sent

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl.dialects.base import Dialect, strip_nul
+from etl.locks import lock_key
 
 try:  # errors raised by the raw driver cursor used for COPY (not wrapped by SQLAlchemy)
     from psycopg2 import Error as DriverError
@@ -87,6 +88,9 @@ class PostgreSQLDialect(Dialect):
         if code:
             return code.startswith(_TRANSIENT_SQLSTATE)
         return isinstance(exc, OperationalError | _DriverOperationalError | _DriverInterfaceError)
+
+    def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
+        return ("SELECT pg_try_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", {"k": lock_key(name)})
 
     def begin_read_only(self, conn) -> None:
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")

@@ -7,8 +7,10 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import make_url
 
 from etl.dialects.base import Dialect
+from etl.locks import FileLock, NamedLock
 
 
 class SQLiteDialect(Dialect):
@@ -30,6 +32,10 @@ class SQLiteDialect(Dialect):
 
     def insert(self, table):
         return sqlite.insert(table)
+
+    def named_lock(self, url: str, name: str) -> NamedLock:
+        """The database is a file on this machine: the kernel's flock, not a server session, holds the lock."""
+        return FileLock(make_url(url).database or "", name)
 
     def begin_read_only(self, conn) -> None:
         """`query_only` lasts as long as the connection: only for connections of an engine that reads."""

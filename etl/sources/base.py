@@ -36,7 +36,10 @@ class Source(ABC):
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.base_url: str | None = None  # the demo server's address, when this run started one
+        # where the site is: the demo server's address once started, else the config's `base_url`
+        # (from [source] or --set), recorded in runs.params
+        configured = cfg.vars.get("base_url")
+        self.base_url: str | None = configured if isinstance(configured, str) and "{" not in configured else None
 
     # ------------------------------------------------------------------------- config (class level)
     @classmethod
