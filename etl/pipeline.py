@@ -327,7 +327,6 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
         elif stats.rows_refused and not stats.rows:  # rows reached the database, which stored none of them
             status = "failed"
             message = stats.failed_because = NOTHING_STORED.format(stats.rows_refused, stats.refusal or "?")
-            log.error("%s", message)
         else:
             stats.failures = count_failures(cfg, state.run_id)
             complete = stats.pages_failed == 0 and stats.failures == 0 and stats.cut_short is None

@@ -101,7 +101,7 @@ class Repeats:
     def summarise(self, force: bool = False) -> None:
         if self.untold and (force or time.monotonic() - self.last >= self.every):
             for kind, n in self.untold.items():
-                log.warning("… %d more rows like this refused by the database: %s", n, kind)
+                log.warning("… %s more rows like this refused by the database: %s", f"{n:,}", kind)
             self.untold.clear()
             self.last = time.monotonic()
 
