@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pages = stats.pages_ok + stats.pages_failed
     by_status = ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.by_status.items()))
     interrupted = _interrupted(state)
-    nothing = state.status == "failed"  # every page failed (run_job decided; RunFailed never gets here)
+    nothing = state.status == "failed"  # every page failed or every row was refused (run_job decided)
     status = "interrupted (run again to resume)" if interrupted else "failed" if nothing else (
         "succeeded" if state.status == "succeeded" else "partial: " + (
             stats.cut_short if stats.cut_short and not stats.failures else
@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     if nothing:
-        print(f"error: run failed: {NOTHING_SUCCEEDED}", file=sys.stderr)
+        print(f"error: run failed: {stats.failed_because or NOTHING_SUCCEEDED}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if state.status == "succeeded" else EXIT_PARTIAL
 

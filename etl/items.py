@@ -87,8 +87,18 @@ class Link:
 
 
 @dataclass(slots=True)
+class PageRows:
+    """A share of a unit's rows sent ahead of its PageDone: a page of 500,000 items travels and is committed
+    in shares of `batch_size` rows, so no message or transaction holds the whole page. The unit stays
+    pending until its PageDone commits; a crash in between redoes the page, and the upserts make that exact."""
+
+    key: int  # the unit's frontier key
+    rows: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
 class PageDone:
-    """A unit is finished: its rows, the new work it found, and its state, committed together."""
+    """A unit is finished: its (last share of) rows, the new work it found, and its state, committed together."""
 
     key: int  # the unit's frontier key
     rows: list[dict[str, Any]]
@@ -136,8 +146,13 @@ class Synced:
 
 @dataclass(slots=True)
 class WriterDone:
+    """rows_written and rows_refused count the whole run (earlier sessions and writers included), so the
+    coordinator can tell a run whose every row the database refused from one that lost a few."""
+
     rows_written: int
     batches: int
+    rows_refused: int = 0
+    refusal: str | None = None  # the first refusal's error, for the run's one-line message
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from typing import Any
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
-from etl.items import Counts, FailureNote, Fetched, Link, PageDone, Parsed, Request
+from etl.items import Counts, FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.progress import Progress
 from etl.runs import RunState, close_run, count_failures, finish_run, open_run
@@ -39,6 +39,8 @@ log = logging.getLogger("etl.pipeline")
 
 MAX_WRITER_RESTARTS = 3
 NOTHING_SUCCEEDED = "every page failed, none succeeded (is the source down or refusing us?); see the failures table"
+NOTHING_STORED = ("the database refused every row of the run ({:,}; the first: {}): does the table have a column "
+                  "or constraint the rows do not fill? See the failures table")
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Stats:
     warnings: list[str] = field(default_factory=list)
     failures: int = 0  # rows of the failures table for this run, every stage (fetch, parse, write)
     cut_short: str | None = None  # why the run stopped with work left (run.max_pages)
+    rows_refused: int = 0  # rows the database refused in the whole run (the writer's count)
+    refusal: str | None = None  # the first refusal's error
+    failed_because: str | None = None  # the one line of a run that finished but failed
 
 
 class Coordinator:
@@ -143,8 +148,18 @@ class Coordinator:
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
-        self.writer.post(PageDone(frontier_key(req), parsed.rows, links, "done"))
+        self._send_page(frontier_key(req), parsed.rows, links)
         self.frontier.finished(req)
+
+    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link]) -> None:
+        """A page's rows go to the writer in shares of batch_size rows, its done mark and links with the
+        last: a page of 500,000 items is never one message (one page took the writer to 1.6 GB). A crash
+        between shares leaves the page pending, and the redo's upserts rewrite the same rows."""
+        step = max(1, self.cfg.run.batch_size)
+        last = (len(rows) - 1) // step * step if rows else 0
+        for start in range(0, last, step):
+            self.writer.post(PageRows(key, rows[start:start + step]))
+        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done"))
 
     def _handle_fetches(self, fetching: dict[str, tuple[Request, float]]) -> None:
         try:
@@ -194,6 +209,9 @@ class Coordinator:
                 self._loop()
                 try:
                     self.stats.rows = self.writer.stop(self.stats.pages_ok, self.stats.pages_failed)
+                    if self.writer.done is not None:  # what the database refused decides a failed run
+                        self.stats.rows_refused = self.writer.done.rows_refused
+                        self.stats.refusal = self.writer.done.refusal
                     return self.stats
                 except WriterLost:  # died while flushing the end of the run: recover, finish what is left
                     self._recover_writer()
@@ -306,6 +324,9 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
             state.interrupted = True
         elif stats.pages_ok == 0 and stats.pages_failed:
             status, message = "failed", NOTHING_SUCCEEDED
+        elif stats.rows_refused and not stats.rows:  # rows reached the database, which stored none of them
+            status = "failed"
+            message = stats.failed_because = NOTHING_STORED.format(stats.rows_refused, stats.refusal or "?")
         else:
             stats.failures = count_failures(cfg, state.run_id)
             complete = stats.pages_failed == 0 and stats.failures == 0 and stats.cut_short is None

@@ -8,8 +8,10 @@ them idempotently. The coordinator writes only before the writer starts and afte
 SQLite there is never a second writer waiting on the lock. What differs between databases (COPY,
 conflict clauses, transient errors) is the dialect's (etl/dialects/).
 
-Messages (etl/items.py): PageDone, FailureNote, Counts, Bundle of those, Sync (answered by Synced), Stop;
-the writer ends with WriterDone or WriterError on its outbox.
+Messages (etl/items.py): PageRows, PageDone, FailureNote, Counts, Bundle of those, Sync (answered by Synced),
+Stop; the writer ends with WriterDone or WriterError on its outbox. A batch is committed as soon as the next
+share of rows would take it past batch_size — between the messages of a bundle too — so one transaction
+holds at most batch_size rows however the rows arrive.
 """
 
 from __future__ import annotations
@@ -24,14 +26,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from etl import schema
 from etl.config.model import TargetSpec
 from etl.db import make_engine
 from etl.dialects import dialect_for
 from etl.errors import one_line
-from etl.items import Bundle, Counts, FailureNote, PageDone, Stop, Sync, Synced, WriterDone, WriterError
+from etl.items import (
+    Bundle,
+    Counts,
+    FailureNote,
+    PageDone,
+    PageRows,
+    Stop,
+    Sync,
+    Synced,
+    WriterDone,
+    WriterError,
+)
 from etl.parse.cleaners import clean_text
 from etl.targets import resolve
 
@@ -64,6 +77,35 @@ class Batch:
         return max(len(self.rows) + len(self.failures), (len(self.states) + len(self.links)) // 4)
 
 
+class Repeats:
+    """One warning line per refused row was 5,000 identical lines when a column the user added refused every
+    row: log the first few of each error, then how many more there were, every `every` seconds and at the
+    end. The failures table still has every row. At most KINDS distinct errors are told apart."""
+
+    FIRST, KINDS, OTHER = 3, 100, "(other errors)"
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every, self.last = every, time.monotonic()
+        self.seen: dict[str, int] = {}
+        self.untold: dict[str, int] = {}
+
+    def warn(self, kind: str, fmt: str, *args: Any) -> None:
+        if kind not in self.seen and len(self.seen) >= self.KINDS:
+            kind = self.OTHER
+        n = self.seen[kind] = self.seen.get(kind, 0) + 1
+        if n <= self.FIRST:
+            log.warning(fmt + (" (more like this are counted, not logged)" if n == self.FIRST else ""), *args)
+        else:
+            self.untold[kind] = self.untold.get(kind, 0) + 1
+
+    def summarise(self, force: bool = False) -> None:
+        if self.untold and (force or time.monotonic() - self.last >= self.every):
+            for kind, n in self.untold.items():
+                log.warning("… %s more rows like this refused by the database: %s", f"{n:,}", kind)
+            self.untold.clear()
+            self.last = time.monotonic()
+
+
 class Writer:
     def __init__(self, settings: WriterSettings) -> None:
         self.s = settings
@@ -73,20 +115,51 @@ class Writer:
         self.table, self.key, self.keep = target.table, target.key, target.keep
         self.columns = [c.name for c in self.table.columns]
         self.rows_written = settings.rows_before
+        self.rows_refused: int | None = None  # the run's, read from its failures in the first transaction
+        self.refusal: str | None = None  # the first error a refused row got from this writer
         self.batches = 0
+        self.batch = Batch()  # the open batch of take() / commit()
+        self.last_commit = time.monotonic()
+        self.repeats = Repeats()
+
+    def take(self, msg: Any) -> None:
+        """Add a message to the open batch, first committing the batch if this message's rows would take it
+        past batch_size: a bundle of many pages, or a page sent in many shares, is several transactions."""
+        if type(msg) is Bundle:
+            for inner in msg.messages:
+                self.take(inner)
+            return
+        if type(msg) in (PageRows, PageDone) and self.batch.rows and (
+                len(self.batch.rows) + len(msg.rows) > self.s.batch_size):
+            self.commit()
+        self.add(self.batch, msg)
+        if len(self.batch) >= self.s.batch_size:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the open batch (if it holds anything) and open the next."""
+        self.flush(self.batch)
+        self.batch = Batch()
+        self.last_commit = time.monotonic()
+        self.repeats.summarise()
+
+    def done(self) -> WriterDone:
+        self.repeats.summarise(force=True)
+        return WriterDone(self.rows_written, self.batches, self.rows_refused or 0, self.refusal)
 
     def add(self, batch: Batch, msg: Any) -> None:
         if type(msg) is Bundle:
             for inner in msg.messages:
                 self.add(batch, inner)
-        elif type(msg) is PageDone:
+        elif type(msg) is PageDone or type(msg) is PageRows:
             columns, key = self.columns, self.key
             for row in msg.rows:
                 full = {c: row.get(c) for c in columns}
                 batch.rows[tuple(full[k] for k in key)] = full
-            for link in msg.links:
-                batch.links.setdefault(link.key, (link.url, link.kind, link.meta))
-            batch.states[msg.key] = msg.state
+            if type(msg) is PageDone:  # a PageRows share leaves its page pending: only the last share marks it
+                for link in msg.links:
+                    batch.links.setdefault(link.key, (link.url, link.kind, link.meta))
+                batch.states[msg.key] = msg.state
         elif type(msg) is FailureNote:
             batch.failures.append({"run_id": self.s.run_id, "url": clean_text(msg.url), "stage": msg.stage,
                                    "status": msg.status, "error": clean_text(msg.error[:2000]),
@@ -112,8 +185,9 @@ class Writer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    written = self._commit(conn, batch, rows, links, const)
+                    written, refused = self._commit(conn, batch, rows, links, const)
                 self.rows_written = written
+                self.rows_refused = refused
                 self.batches += 1
                 return
             except self.dialect.errors as exc:
@@ -124,10 +198,17 @@ class Writer:
                 delay = min(delay * 2, 10.0)
                 self.engine.dispose()
 
-    def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict) -> int:
+    def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict) -> tuple[int, int]:
+        """One batch's statements; returns the run's rows written and rows refused as of this commit."""
         d, f, run_id = self.dialect, schema.frontier, self.s.run_id
+        refused = self.rows_refused
+        if refused is None:  # earlier sessions' and dead writers' refusals count too: the run's outcome is the run's
+            fl = schema.failures
+            refused = conn.execute(select(func.count()).select_from(fl)
+                                   .where(fl.c.run_id == run_id, fl.c.stage == "write")).scalar() or 0
         if links:
             d.insert_new_rows(conn, f, ("run_id", "url_key"), links, {"run_id": run_id})
+        failures = batch.failures
         if rows:
             try:
                 with conn.begin_nested():
@@ -135,11 +216,12 @@ class Writer:
             except Exception as exc:  # refused data (or a driver that cannot encode it)
                 if d.is_transient(exc):
                     raise
-                rows = self._row_by_row(conn, rows, batch)
+                rows, refusals = self._row_by_row(conn, rows)
+                failures, refused = failures + refusals, refused + len(refusals)
         if batch.states:
             d.update_by_key(conn, f, {"run_id": run_id}, "url_key", "state", batch.states)
-        if batch.failures:
-            conn.execute(schema.failures.insert(), batch.failures)
+        if failures:
+            conn.execute(schema.failures.insert(), failures)
         if _SLOW_BATCH:  # test hook: widen the window in which a crash hits an open transaction
             time.sleep(_SLOW_BATCH)
         written = self.rows_written + len(rows)
@@ -147,12 +229,13 @@ class Writer:
         if batch.counts:
             values.update(pages_ok=batch.counts.pages_ok, pages_failed=batch.counts.pages_failed)
         conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
-        return written
+        return written, refused
 
-    def _row_by_row(self, conn, rows: list[dict[str, Any]], batch: Batch) -> list[dict[str, Any]]:
+    def _row_by_row(self, conn, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """A batch the database refused (a value too long, say): write what it accepts, one savepoint per
-        row, and record each refused row as a failure instead of losing the batch or the run."""
-        good = []
+        row, and record each refused row as a failure instead of losing the batch or the run. Returns the
+        rows written and the failure rows (not put on the batch: a retried transaction would add them twice)."""
+        good, refusals = [], []
         stmt = self.dialect.upsert_statement(self.table, self.key, self.keep)
         for row in rows:
             try:
@@ -164,11 +247,11 @@ class Writer:
                     raise
                 where = row.get("url") or ":".join(str(row[k]) for k in self.key)
                 error = one_line(exc, 500) or type(exc).__name__
-                batch.failures.append({"run_id": self.s.run_id, "url": str(where), "stage": "write",
-                                       "status": None, "error": error, "attempts": 1,
-                                       "at": dt.datetime.now(dt.UTC)})
-                log.warning("row %s refused by the database: %s", where, error)
-        return good
+                refusals.append({"run_id": self.s.run_id, "url": str(where), "stage": "write", "status": None,
+                                 "error": error, "attempts": 1, "at": dt.datetime.now(dt.UTC)})
+                self.refusal = self.refusal or error
+                self.repeats.warn(error, "row %s refused by the database: %s", where, error)
+        return good, refusals
 
 
 def writer_main(settings: WriterSettings, inbox, outbox) -> None:
@@ -179,8 +262,6 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
     parent = multiprocessing.parent_process()
     try:
         writer = Writer(settings)
-        batch = Batch()
-        last = time.monotonic()
         stopping = False
         while not stopping:
             try:
@@ -188,24 +269,21 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
             except queue.Empty:
                 msg = None
                 if parent is not None and not parent.is_alive():
-                    stopping = True  # the coordinator is gone: commit the whole pages we hold, then exit
+                    stopping = True  # the coordinator is gone: commit what we hold (whole pages are marked), exit
             if type(msg) is Stop:
                 stopping = True
             elif type(msg) is Sync:  # the coordinator wants to read the frontier: commit first
-                writer.flush(batch)
-                batch = Batch()
-                last = time.monotonic()
+                writer.commit()
                 outbox.put(Synced())
                 continue
             elif msg is not None:
-                writer.add(batch, msg)
-            if stopping or len(batch) >= settings.batch_size or (
-                    time.monotonic() - last >= settings.flush_seconds and (len(batch) or batch.counts)):
-                writer.flush(batch)
-                batch = Batch()
-                last = time.monotonic()
+                writer.take(msg)  # commits whenever the batch is full
+            batch = writer.batch
+            if stopping or (time.monotonic() - writer.last_commit >= settings.flush_seconds
+                            and (len(batch) or batch.counts)):
+                writer.commit()
         writer.engine.dispose()
-        outbox.put(WriterDone(writer.rows_written, writer.batches))
+        outbox.put(writer.done())
     except Exception as exc:  # reported to the coordinator, which ends the run as failed
         outbox.put(WriterError(f"{type(exc).__name__}: {one_line(exc, 1000)}"))
         raise SystemExit(3) from None

@@ -12,12 +12,12 @@ import queue
 import time
 from typing import Any
 
-from etl.items import Bundle, Counts, Stop, Sync, Synced, WriterDone, WriterError
+from etl.items import Bundle, Counts, PageDone, PageRows, Stop, Sync, Synced, WriterDone, WriterError
 from etl.write import WriterSettings, writer_main
 
 log = logging.getLogger("etl.pipeline")
 
-BUNDLE = 64  # messages per pickle and pipe write
+BUNDLE = 64  # messages per pickle and pipe write (and at most batch_size rows: see post)
 
 
 class RunFailed(Exception):
@@ -32,14 +32,18 @@ class WriterLink:
     def __init__(self, ctx) -> None:
         self.ctx = ctx
         self.outgoing: list[Any] = []  # messages not sent yet (see post)
+        self.outgoing_rows = 0
+        self.bundle_rows = 1000  # the writer's batch_size, once started
         self.last_post = time.monotonic()
         self.process = None
+        self.done: WriterDone | None = None  # what the writer reported when it stopped
 
     def start(self, settings: WriterSettings) -> None:
         self.settings = settings
+        self.bundle_rows = max(1, settings.batch_size)
         self.inbox = self.ctx.Queue(maxsize=256)
         self.outbox = self.ctx.Queue(maxsize=4)
-        self.outgoing = []
+        self.outgoing, self.outgoing_rows = [], 0
         self.process = self.ctx.Process(target=writer_main, args=(settings, self.inbox, self.outbox),
                                         name="etl-writer", daemon=False)
         self.process.start()
@@ -51,14 +55,19 @@ class WriterLink:
 
     # ---------------------------------------------------------------------------------- sending
     def post(self, msg: Any) -> None:
-        """Queue a message; they travel in bundles (one pickle and pipe write per bundle)."""
+        """Queue a message; they travel in bundles (one pickle and pipe write per bundle) of at most BUNDLE
+        messages and batch_size rows, so the 256 bundles the queue holds stay small whatever the pages hold."""
+        rows = len(msg.rows) if type(msg) is PageDone or type(msg) is PageRows else 0
+        if self.outgoing and self.outgoing_rows + rows > self.bundle_rows:
+            self.flush()
         self.outgoing.append(msg)
-        if len(self.outgoing) >= BUNDLE:
+        self.outgoing_rows += rows
+        if len(self.outgoing) >= BUNDLE or self.outgoing_rows >= self.bundle_rows:
             self.flush()
 
     def flush(self) -> None:
         if self.outgoing:
-            bundle, self.outgoing = self.outgoing, []
+            bundle, self.outgoing, self.outgoing_rows = self.outgoing, [], 0
             self.send(Bundle(bundle))
         self.last_post = time.monotonic()
 
@@ -79,7 +88,7 @@ class WriterLink:
 
     def discard(self) -> None:
         """Forget unsent messages (the writer died: their pages are still pending in the database)."""
-        self.outgoing = []
+        self.outgoing, self.outgoing_rows = [], 0
 
     # ---------------------------------------------------------------------------------- waiting
     def sync(self) -> None:
@@ -125,6 +134,7 @@ class WriterLink:
                 raise RunFailed(f"database writes failed: {msg.message}")
             if type(msg) is WriterDone:
                 self.process.join(timeout=10)
+                self.done = msg
                 return msg.rows_written
         self.process.kill()  # it ignores SIGTERM (only the coordinator stops the run)
         raise RunFailed("the writer did not finish within its timeout")

@@ -61,3 +61,48 @@ def test_runs_params_records_the_configured_base_url(tmp_path: Path, how: str) -
     source.close()
     params = json.loads(table(cfg.database_url, "SELECT params FROM runs")[0]["params"])
     assert params["base_url"] == "http://127.0.0.1:9", params
+
+def _refused_run(url: str, capfd) -> tuple[int, str, str]:
+    """The demo job into a table that refuses its rows; capfd: the writer process logs to the real stderr."""
+    code = cli.main(["run", str(ROOT / "config/demo.toml"), "--db", url, "--quiet", "--set", "source.demo.listings=300"])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def _assert_failed_for_refusals(url: str, code: int, out: str, err: str, words: str) -> None:
+    refused = table(url, "SELECT count(*) AS n FROM failures WHERE stage = 'write'")[0]["n"]
+    assert refused > 200 and table(url, "SELECT count(*) AS n FROM listings")[0]["n"] == 0
+    assert code == 3 and "failed" in out, out + err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "refused every row" in errors[0] and words in errors[0], err
+    run = table(url, "SELECT status, message FROM runs")[0]
+    assert run["status"] == "failed" and "refused every row" in run["message"]
+    assert 1 <= err.count(" refused by the database: ") <= 5, err  # a few lines, then "… N more like this"
+    assert f"{refused - 3} more rows like this" in err, err
+
+
+def test_a_run_whose_every_row_the_database_refuses_is_failed(sqlite_url: str, capfd) -> None:
+    """A table the user changed so that it takes none of the rows (issue: 0 of 5,000 written, 'succeeded')."""
+    from etl import db
+    from tests.test_writer_batches import refuse_every_row
+
+    db.upgrade(sqlite_url)
+    refuse_every_row(sqlite_url)
+    code, out, err = _refused_run(sqlite_url, capfd)
+    _assert_failed_for_refusals(sqlite_url, code, out, err, "listings.owner")
+
+
+@pytest.mark.postgres
+def test_an_extra_not_null_column_fails_the_run_postgres(pg_url: str, capfd) -> None:
+    from sqlalchemy import text
+
+    from etl import db
+    from etl.db import make_engine
+
+    db.upgrade(pg_url)
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE listings ADD COLUMN owner text NOT NULL"))
+    engine.dispose()
+    code, out, err = _refused_run(pg_url, capfd)
+    _assert_failed_for_refusals(pg_url, code, out, err, '"owner"')

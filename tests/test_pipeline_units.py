@@ -74,3 +74,27 @@ def test_a_fetch_stage_with_a_thread_stuck_on_a_silent_server_still_closes() -> 
         assert not stage.process.is_alive()
     finally:
         silent.close()
+
+
+def test_a_big_page_goes_to_the_writer_in_shares_with_its_done_mark_last() -> None:
+    """One page of 500,000 items took the writer to 1.6 GB: its rows now travel in shares of batch_size,
+    and the page is marked done (with its links) only by the last share."""
+    from etl.items import Link, PageDone, PageRows, Parsed
+    from etl.pipeline import Stats
+    from etl.urls import frontier_key
+
+    posted: list = []
+    new_link = Request("http://a.test/next", "list")
+    fake = SimpleNamespace(cfg=SimpleNamespace(run=SimpleNamespace(batch_size=100)), stats=Stats(),
+                           writer=SimpleNamespace(post=posted.append),
+                           frontier=SimpleNamespace(add=lambda links: list(links), finished=lambda req: None))
+    fake._send_page = lambda *args: Coordinator._send_page(fake, *args)
+    page = Request("http://a.test/big", "list")
+    rows = [{"listing_id": str(i)} for i in range(1050)]
+    Coordinator._parsed(fake, Parsed(page, rows=rows, links=[new_link]))
+    assert max(len(m.rows) for m in posted) <= 100
+    assert [r for m in posted for r in m.rows] == rows
+    assert all(type(m) is PageRows for m in posted[:-1]) and type(posted[-1]) is PageDone
+    assert {m.key for m in posted} == {frontier_key(page)}
+    assert posted[-1].state == "done" and posted[-1].links == [Link(new_link.url, frontier_key(new_link), "list", "{}")]
+    assert fake.stats.rows == 1050 and fake.stats.pages_ok == 1

@@ -1,0 +1,132 @@
+"""The writer's transactions and messages stay bounded whatever one page holds (a page of 500,000 items
+took the writer to 1.6 GB), a page sent in shares is done only with its last share, and a database that
+refuses every row says so in a few lines, not one per row."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from etl.db import make_engine
+from etl.items import Bundle, Link, PageDone, PageRows, Stop, WriterDone
+from etl.targets import target_spec
+from etl.urls import fingerprint
+from etl.write import Writer, WriterSettings, writer_main
+from etl.writer_link import WriterLink
+from tests.test_e2e_listings import table
+from tests.test_faults_db import writer_for_run
+
+
+def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"source": "t", "listing_id": f"{i:06d}", "title": f"row {i}"} for i in range(start, start + n)]
+
+
+@pytest.fixture
+def signals_kept() -> Iterator[None]:
+    """writer_main ignores SIGINT/SIGTERM (it runs as a child process); run in-process, put them back."""
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in kept.items():
+        signal.signal(sig, handler)
+
+
+def run_writer(url: str, messages: list[Any], batch_size: int, prepared: bool = False) -> WriterDone:
+    """writer_main in this process, on plain queues: the messages, then Stop; returns what it reported."""
+    if not prepared:
+        writer_for_run(url).engine.dispose()  # migrated, run 1 open
+    inbox: queue.Queue = queue.Queue()
+    outbox: queue.Queue = queue.Queue()
+    for msg in [*messages, Stop()]:
+        inbox.put(msg)
+    settings = WriterSettings(url=url, target=target_spec("listings", None, {}), run_id=1, batch_size=batch_size,
+                              flush_seconds=60.0)
+    writer_main(settings, inbox, outbox)
+    done = outbox.get(timeout=5)
+    assert type(done) is WriterDone, done
+    return done
+
+
+def test_a_bundle_of_pages_is_committed_in_transactions_of_at_most_batch_size(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch, signals_kept: None) -> None:
+    sizes: list[int] = []
+    commit = Writer._commit
+
+    def counting(self, conn, batch, batch_rows, links, const):
+        sizes.append(len(batch_rows))
+        return commit(self, conn, batch, batch_rows, links, const)
+
+    monkeypatch.setattr(Writer, "_commit", counting)
+    pages = [PageDone(i, rows(30, 30 * i), [], "done") for i in range(10)]
+    run_writer(sqlite_url, [Bundle(pages)], batch_size=100)
+    assert sum(sizes) == 300 and max(sizes) <= 100, sizes
+    assert table(sqlite_url, "SELECT count(*) AS n FROM listings")[0]["n"] == 300
+
+
+def test_a_page_in_shares_stays_pending_until_its_last_share_and_the_redo_is_exact(sqlite_url: str) -> None:
+    url = "http://x.test/big"
+    key = fingerprint(url)
+    writer = writer_for_run(sqlite_url)
+    writer.s.batch_size = 100
+    writer.take(PageDone(1, [], [Link(url, key, "list", "{}")], "done"))  # the big page is discovered
+    writer.commit()
+    writer.take(PageRows(key, rows(60)))
+    writer.take(PageRows(key, rows(60, 60)))  # 120 > batch_size: the first share is committed before this joins
+    writer.engine.dispose()  # the writer dies here: the second share and the page's mark never arrive
+
+    def state() -> tuple[int, str]:
+        n = table(sqlite_url, "SELECT count(*) AS n FROM listings")[0]["n"]
+        return n, table(sqlite_url, "SELECT state FROM frontier WHERE url_key = :k", k=key)[0]["state"]
+
+    assert state() == (60, "pending")
+    redo = Writer(writer.s)  # the next writer (recovery or resume) gets the whole page again
+    for start in range(0, 240, 60):
+        redo.take(PageRows(key, rows(60, start)))
+    redo.take(PageDone(key, rows(10, 240), [], "done"))
+    redo.commit()
+    redo.engine.dispose()
+    assert state() == (250, "done")
+    ids = [r["listing_id"] for r in table(sqlite_url, "SELECT listing_id FROM listings ORDER BY 1")]
+    assert ids == [f"{i:06d}" for i in range(250)]
+
+
+def test_bundles_to_the_writer_hold_at_most_batch_size_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    link = WriterLink(ctx=None)
+    link.bundle_rows = 250  # what start() sets from batch_size
+    sent: list[Any] = []
+    monkeypatch.setattr(link, "send", sent.append)
+    for i in range(20):
+        link.post(PageRows(1, rows(100, 100 * i)))
+    link.post(PageDone(1, rows(10, 2000), [], "done"))
+    link.flush()
+    per_bundle = [sum(len(m.rows) for m in b.messages) for b in sent]
+    assert sum(per_bundle) == 2010 and max(per_bundle) <= 250, per_bundle
+    assert sent[-1].messages[-1].key == 1 and type(sent[-1].messages[-1]) is PageDone
+
+
+def refuse_every_row(url: str) -> None:
+    """What a user's extra NOT NULL column does to the writer's rows, in SQLite's words: a trigger."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON listings "
+                          "BEGIN SELECT RAISE(ABORT, 'NOT NULL constraint failed: listings.owner'); END"))
+    engine.dispose()
+
+
+def test_rows_refused_for_one_reason_are_logged_a_few_times_then_counted(
+        sqlite_url: str, caplog: pytest.LogCaptureFixture, signals_kept: None) -> None:
+    writer_for_run(sqlite_url).engine.dispose()
+    refuse_every_row(sqlite_url)
+    caplog.set_level(logging.WARNING, logger="etl.write")
+    done = run_writer(sqlite_url, [Bundle([PageDone(i, rows(10, 10 * i), [], "done") for i in range(5)])],
+                      batch_size=1000, prepared=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "etl.write"]
+    assert len(lines) <= 5, lines
+    assert any("47 more" in line and "listings.owner" in line for line in lines), lines
+    assert done.rows_refused == 50 and "listings.owner" in (done.refusal or "")
+    assert table(sqlite_url, "SELECT count(*) AS n FROM failures WHERE stage = 'write'")[0]["n"] == 50
