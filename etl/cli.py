@@ -56,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     nothing = state.status == "failed"  # every page failed or every row was refused (run_job decided)
     status = "interrupted (run again to resume)" if interrupted else "failed" if nothing else (
         "succeeded" if state.status == "succeeded" else "partial: " + (
+            stats.no_rows_because if stats.no_rows_because else
             stats.cut_short if stats.cut_short and not stats.failures else
             f"{stats.failures:,} failures (see the failures table)"))
     from etl.sources import source_class
@@ -64,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     unit = kind.unit
     detail = f" [{by_status}]" if kind.fetches else ""
     skipped = f"; list items skipped by rule: {stats.skipped:,}" if kind.fetches else ""
+    if kind.fetches and stats.keyless:
+        skipped += f", without a key or detail link: {stats.keyless:,}"
     now = sum(stats.by_status.values())  # this invocation's pages; the other counts are the whole run's
     if state.resumed:  # the status breakdown and skips were counted by this invocation only: say so
         counted = (f"  {unit}: {pages:,} in the whole run ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed); "

@@ -48,7 +48,8 @@ class Parsed:
     request: Request
     rows: list[dict[str, Any]] = field(default_factory=list)
     links: list[Request] = field(default_factory=list)
-    skipped: int = 0  # list items dropped by rule (ads, banners, no key)
+    skipped: int = 0  # list items dropped by rule ([items] skip: ads, banners)
+    keyless: int = 0  # list items with no natural key (or no detail link): not a rule, maybe a wrong selector
     error: str | None = None  # the page could not be used at all; recorded as a failure
     item_errors: list[str] = field(default_factory=list)  # list items dropped for a required field
     warnings: list[str] = field(default_factory=list)

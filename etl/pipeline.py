@@ -39,6 +39,8 @@ log = logging.getLogger("etl.pipeline")
 
 MAX_WRITER_RESTARTS = 3
 NOTHING_SUCCEEDED = "every page failed, none succeeded (is the source down or refusing us?); see the failures table"
+NO_ROW_FROM_ITEMS = ("no row was extracted: {:,} list items had no key or no detail link "
+                     "(does [items] key / detail match the pages?)")
 NOTHING_STORED = ("the database refused every row of the run ({:,}; the first: {}): does the table have a column "
                   "or constraint the rows do not fill? See the failures table")
 
@@ -49,6 +51,8 @@ class Stats:
     pages_failed: int = 0
     rows: int = 0
     skipped: int = 0
+    keyless: int = 0  # list items without a key or detail link (this session)
+    no_rows_because: str | None = None  # pages had items, none gave a row: why (a partial run)
     by_status: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     failures: int = 0  # rows of the failures table for this run, every stage (fetch, parse, write)
@@ -148,6 +152,7 @@ class Coordinator:
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
+        self.stats.keyless += parsed.keyless
         self._send_page(frontier_key(req), parsed.rows, links)
         self.frontier.finished(req)
 
@@ -334,6 +339,10 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
             message = stats.cut_short
             if stats.cut_short:
                 log.warning("%s", stats.cut_short)
+            if not stats.rows and stats.keyless and not state.rows_before:  # pages had items, no row came of them
+                status = "partial"
+                message = stats.no_rows_because = NO_ROW_FROM_ITEMS.format(stats.keyless)
+                log.warning("%s", message)
         return state, stats
     except RunFailed as exc:
         message = str(exc)

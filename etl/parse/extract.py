@@ -239,7 +239,7 @@ class Extractor:
             key = self.raw(items.key, node) if items.key.source == "item" else None
             key = key.strip() if key else None
             if not key and items.key.source == "item":
-                result.skipped += 1  # not a listing: no natural key
+                result.keyless += 1  # no natural key: not a row we can store
                 continue
             cache: dict = {}
             raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
@@ -251,7 +251,7 @@ class Extractor:
                 if links:
                     result.links.append(links[0])
                 else:
-                    result.skipped += 1
+                    result.keyless += 1  # no detail link to finish it from
                 continue
             try:
                 result.rows.append(self.row(key, {**raw, **page_raw, **facets}, page.url))

@@ -196,7 +196,7 @@ class _JsonReader:
         key = as_text(json_get(item, self.s.key)) if isinstance(item, dict) else None
         key = key.strip() if key else None
         if not key:
-            result.skipped += 1  # not an item: no natural key
+            result.keyless += 1  # no natural key: not a row we can store
             return
         raw = {f.name: self._value(f, item, page.url) for f in self.item_fields} | page_raw
         if self.s.detail_url is not None:
@@ -204,7 +204,7 @@ class _JsonReader:
             if url and allowed(url, self.domains):
                 result.links.append(Request(url, DETAIL, {"key": key, "raw": raw}))
             else:
-                result.skipped += 1
+                result.keyless += 1  # no detail link to finish it from
             return
         self._row(key, raw, page.url, result, item_level=True)
 
