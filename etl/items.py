@@ -117,12 +117,6 @@ class FailureNote:
 
 
 @dataclass(slots=True)
-class Counts:
-    pages_ok: int
-    pages_failed: int
-
-
-@dataclass(slots=True)
 class Bundle:
     """Several messages in one pickle and one pipe write."""
 

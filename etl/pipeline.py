@@ -23,7 +23,7 @@ from typing import Any
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
-from etl.items import Counts, FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
+from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.progress import Progress
 from etl.runs import RunState, close_run, count_failures, finish_run, open_run
@@ -213,7 +213,7 @@ class Coordinator:
             while True:
                 self._loop()
                 try:
-                    self.stats.rows = self.writer.stop(self.stats.pages_ok, self.stats.pages_failed)
+                    self.stats.rows = self.writer.stop()
                     if self.writer.done is not None:  # what the database refused decides a failed run
                         self.stats.rows_refused = self.writer.done.rows_refused
                         self.stats.refusal = self.writer.done.refusal
@@ -270,7 +270,7 @@ class Coordinator:
         fetching: dict[str, tuple[Request, float]] = {}  # url → (request, when handed over)
         limit = self.cfg.run.max_pages or None
         started = 0
-        last_counts = time.monotonic()
+        last_check = time.monotonic()
         while True:
             now = time.monotonic()
             if self.frontier.needs_refill() and not self.stop_requested.is_set():
@@ -285,11 +285,10 @@ class Coordinator:
                     self._handle_fetches(fetching)
                 self._handle_parsed(results)
                 self.writer.flush_if_idle()
-                if time.monotonic() - last_counts > 2.0:
-                    last_counts = time.monotonic()
-                    self._give_up_stalled(fetching, last_counts)
+                if time.monotonic() - last_check > 2.0:
+                    last_check = time.monotonic()
+                    self._give_up_stalled(fetching, last_check)
                     self.writer.flush()
-                    self.writer.send(Counts(self.stats.pages_ok, self.stats.pages_failed))
             except WriterLost:
                 self._recover_writer()
             self.progress.update(self.stats, len(fetching) + self.pool.inflight())

@@ -145,6 +145,9 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunSt
             conn.execute(update(runs).where(runs.c.id == row.id).values(status="running", params=params))
             state = RunState(run_id=row.id, resumed=True, rows_before=row.rows_written)
             load_frontier(conn, state)
+            # the writer adds to these as it marks pages: they start from the frontier, the committed truth
+            conn.execute(update(runs).where(runs.c.id == row.id)
+                         .values(pages_ok=state.pages_ok, pages_failed=state.pages_failed))
             log.info("resuming run %d of %s: %d pages still to do", row.id, cfg.job, len(state.pending))
             return state
         run_id = conn.execute(insert(runs).values(

@@ -8,7 +8,7 @@ them idempotently. The coordinator writes only before the writer starts and afte
 SQLite there is never a second writer waiting on the lock. What differs between databases (COPY,
 conflict clauses, transient errors) is the dialect's (etl/dialects/).
 
-Messages (etl/items.py): PageRows, PageDone, FailureNote, Counts, Bundle of those, Sync (answered by Synced),
+Messages (etl/items.py): PageRows, PageDone, FailureNote, Bundle of those, Sync (answered by Synced),
 Stop; the writer ends with WriterDone or WriterError on its outbox. A batch is committed as soon as the next
 share of rows would take it past batch_size — between the messages of a bundle too — so one transaction
 holds at most batch_size rows however the rows arrive.
@@ -35,7 +35,6 @@ from etl.dialects import dialect_for
 from etl.errors import one_line
 from etl.items import (
     Bundle,
-    Counts,
     FailureNote,
     PageDone,
     PageRows,
@@ -69,7 +68,6 @@ class Batch:
     links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # url_key → (url, kind, meta)
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
-    counts: Counts | None = None
 
     def __len__(self) -> int:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
@@ -164,12 +162,10 @@ class Writer:
             batch.failures.append({"run_id": self.s.run_id, "url": clean_text(msg.url), "stage": msg.stage,
                                    "status": msg.status, "error": clean_text(msg.error[:2000]),
                                    "attempts": msg.attempts, "at": dt.datetime.now(dt.UTC)})
-        elif type(msg) is Counts:
-            batch.counts = msg
 
     def flush(self, batch: Batch) -> None:
         """Commit one batch in one transaction, retrying through connection loss for retry_seconds."""
-        if not len(batch) and batch.counts is None and not batch.links:
+        if not len(batch) and not batch.states and not batch.links:
             return
         now = dt.datetime.now(dt.UTC)
         rows = list(batch.rows.values())
@@ -177,6 +173,10 @@ class Writer:
                  if c in self.columns}
         for row in rows:
             row.update(const)  # also kept on the rows: a refused batch is retried row by row
+        # runs.pages_ok/failed move with the frontier marks, in their transaction: never behind after a kill
+        ended = {"pages_ok": 0, "pages_failed": 0}
+        for state in batch.states.values():
+            ended["pages_ok" if state == "done" else "pages_failed"] += 1
         # A page discovered and finished within one batch is inserted as finished: no UPDATE needed.
         links = [{"url_key": k, "url": u, "kind": kind, "meta": m, "state": batch.states.pop(k, "pending")}
                  for k, (u, kind, m) in batch.links.items()]
@@ -185,7 +185,7 @@ class Writer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    written, refused = self._commit(conn, batch, rows, links, const)
+                    written, refused = self._commit(conn, batch, rows, links, const, ended)
                 self.rows_written = written
                 self.rows_refused = refused
                 self.batches += 1
@@ -198,7 +198,8 @@ class Writer:
                 delay = min(delay * 2, 10.0)
                 self.engine.dispose()
 
-    def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict) -> tuple[int, int]:
+    def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict,
+                ended: dict[str, int]) -> tuple[int, int]:
         """One batch's statements; returns the run's rows written and rows refused as of this commit."""
         d, f, run_id = self.dialect, schema.frontier, self.s.run_id
         refused = self.rows_refused
@@ -226,8 +227,7 @@ class Writer:
             time.sleep(_SLOW_BATCH)
         written = self.rows_written + len(rows)
         values: dict[str, Any] = {"rows_written": written}
-        if batch.counts:
-            values.update(pages_ok=batch.counts.pages_ok, pages_failed=batch.counts.pages_failed)
+        values.update({c: schema.runs.c[c] + n for c, n in ended.items() if n})
         conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
         return written, refused
 
@@ -280,7 +280,7 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
                 writer.take(msg)  # commits whenever the batch is full
             batch = writer.batch
             if stopping or (time.monotonic() - writer.last_commit >= settings.flush_seconds
-                            and (len(batch) or batch.counts)):
+                            and (len(batch) or batch.states or batch.links)):
                 writer.commit()
         writer.engine.dispose()
         outbox.put(writer.done())
