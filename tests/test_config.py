@@ -71,7 +71,7 @@ def test_demo_config_loads():
     cfg = load(DEMO)
     assert cfg.job == "demo-listings" and cfg.source_type == "http" and cfg.site == "demo"
     assert cfg.start_urls == ("{base_url}/bj/ershoufang/",)  # the demo server's address is filled in at run time
-    assert cfg.demo == {"listings": 5000, "encoding": "gbk", "pagination": "json"}
+    assert cfg.demo == {"listings": 5000, "encoding": "gbk", "pagination": "json", "day": 0}
     assert list(cfg.pages) == ["city", "district", "subdistrict"]
     assert cfg.pages["city"].facets.kind == "district" and cfg.pages["city"].paginate
     assert cfg.pages["district"].facets.kind == "subdistrict"

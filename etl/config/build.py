@@ -62,7 +62,12 @@ def build(raw: dict[str, Any], path: str) -> Config:
     demo = source.get("demo")
     if demo is not None:
         demo = dict(ck.table(demo, "[source.demo]",
-                             {"listings", "encoding", "pagination", "seed", "news", "detail_pages"}))
+                             {"listings", "encoding", "pagination", "seed", "news", "detail_pages", "day"}))
+        if "day" in demo:  # `--set day=N` lands here as any TOML value
+            from etl.demo.days import check_day
+
+            if problem := check_day(demo["day"]):
+                raise ck.fail("[source.demo].day", problem)
         variables["base_url"] = variables.get("base_url", "{base_url}")
     spec, start_urls = source_cls.check(source, raw, ck, variables)
     domains = source.get("allowed_domains", [])
