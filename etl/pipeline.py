@@ -143,7 +143,7 @@ class Coordinator:
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
-        self.writer.post(PageDone(frontier_key(req), parsed.rows, links, "done"))
+        self.writer.post(PageDone(frontier_key(req), parsed.rows, links, "done", parsed.replaces))
         self.frontier.finished(req)
 
     def _handle_fetches(self, fetching: dict[str, tuple[Request, float]]) -> None:
