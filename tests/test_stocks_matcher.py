@@ -163,6 +163,15 @@ def test_delisted_marked(stocks) -> None:
     assert "正邦科技" in by["002157"].aliases and "中环股份" in by["002129"].aliases
 
 
+def test_user_aliases_from_env(tmp_path, monkeypatch) -> None:
+    extra = tmp_path / "aliases.csv"
+    extra.write_text("code,former_name,now\n600519,茅台酒厂,贵州茅台\n000002,平安银行,万科A\n", encoding="utf-8")
+    monkeypatch.setenv("ETL_STOCK_ALIASES", str(extra))
+    m = StockMatcher(load_stocks())
+    assert m.find("茅台酒厂发布公告") == {"600519": 1}
+    assert m.find("平安银行") == {"000001": 1}  # a current name is never taken over
+
+
 def test_both_engines_identical_on_labeled_set(stocks) -> None:
     a = StockMatcher(stocks, "pyahocorasick")
     b = StockMatcher(stocks, "ahocorasick_rs")

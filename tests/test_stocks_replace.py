@@ -67,6 +67,8 @@ def test_edited_and_deleted_articles(tmp_path: Path, backend: str, request: pyte
     write_articles(url, "news", {1: "今日无事", 2: "平安银行(000001)公告", 4: "中国平安"})
     assert cli.main(["run", path, "--db", url, "--quiet"]) == 0
     assert found(url) == {("2", "000001"), ("4", "601318")}
+    flags = {r["code"]: bool(r["delisted"]) for r in table(url, "SELECT code, delisted FROM stocks")}
+    assert flags["000527"] and not flags["600519"]  # delisted codes are in `stocks`, marked
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
