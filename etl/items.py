@@ -53,6 +53,9 @@ class Parsed:
     error: str | None = None  # the page could not be used at all; recorded as a failure
     item_errors: list[str] = field(default_factory=list)  # list items dropped for a required field
     warnings: list[str] = field(default_factory=list)
+    # Leading key values (e.g. (job, news_id)) whose stored rows `rows` replace: a row under one of them
+    # that this unit did not produce again is stale (an edited article's dropped stock mention).
+    replaces: list[tuple] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -95,6 +98,7 @@ class PageRows:
 
     key: int  # the unit's frontier key
     rows: list[dict[str, Any]]
+    replaces: list[tuple] = field(default_factory=list)  # on the first share only (see PageDone.replaces)
 
 
 @dataclass(slots=True)
@@ -105,6 +109,7 @@ class PageDone:
     rows: list[dict[str, Any]]
     links: list[Link]
     state: str  # done | failed
+    replaces: list[tuple] = field(default_factory=list)  # Parsed.replaces: deleted in the rows' transaction
 
 
 @dataclass(slots=True)

@@ -153,18 +153,19 @@ class Coordinator:
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
         self.stats.keyless += parsed.keyless
-        self._send_page(frontier_key(req), parsed.rows, links)
+        self._send_page(frontier_key(req), parsed.rows, links, parsed.replaces)
         self.frontier.finished(req)
 
-    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link]) -> None:
+    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link], replaces: list[tuple]) -> None:
         """A page's rows go to the writer in shares of batch_size rows, its done mark and links with the
         last: a page of 500,000 items is never one message (one page took the writer to 1.6 GB). A crash
-        between shares leaves the page pending, and the redo's upserts rewrite the same rows."""
+        between shares leaves the page pending, and the redo's upserts rewrite the same rows. What the unit
+        replaces is deleted with the first share, so later shares never lose rows of earlier ones."""
         step = max(1, self.cfg.run.batch_size)
         last = (len(rows) - 1) // step * step if rows else 0
         for start in range(0, last, step):
-            self.writer.post(PageRows(key, rows[start:start + step]))
-        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done"))
+            self.writer.post(PageRows(key, rows[start:start + step], replaces if start == 0 else []))
+        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces))
 
     def _handle_fetches(self, fetching: dict[str, tuple[Request, float]]) -> None:
         try:

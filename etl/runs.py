@@ -50,7 +50,8 @@ def _load_stocks(engine, url: str) -> None:
     from etl.stocks.dictionary import load_stocks
 
     rows = [{"code": s.code, "name": s.name, "exchange": s.exchange, "listed_date": s.listed_date,
-             "aliases": json.dumps(list(s.aliases), ensure_ascii=False)} for s in load_stocks()]
+             "aliases": json.dumps(list(s.aliases), ensure_ascii=False), "delisted": s.delisted}
+            for s in load_stocks()]
     with engine.begin() as conn:
         dialect_for(url).upsert_rows(conn, schema.stocks, schema.NATURAL_KEYS["stocks"], (), rows)
 
@@ -220,6 +221,10 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
                 stats.pages_ok, stats.pages_failed = by_state.get("done", 0), by_state.get("failed", 0)
                 values.update(pages_ok=stats.pages_ok, pages_failed=stats.pages_failed)
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
+            if status == "succeeded":  # the whole news table was read: mentions of articles gone go too
+                from etl.stocks.store import sweep_unseen
+
+                sweep_unseen(conn, cfg, state.run_id)
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])
     finally:

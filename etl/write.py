@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, delete, func, select, update
 
 from etl import schema
 from etl.config.model import TargetSpec
@@ -68,6 +68,7 @@ class Batch:
     links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # url_key → (url, kind, meta)
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
+    replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
 
     def __len__(self) -> int:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
@@ -151,6 +152,8 @@ class Writer:
                 self.add(batch, inner)
         elif type(msg) is PageDone or type(msg) is PageRows:
             columns, key = self.columns, self.key
+            if msg.replaces:
+                self._replace_in_batch(batch, msg.replaces)
             for row in msg.rows:
                 full = {c: row.get(c) for c in columns}
                 batch.rows[tuple(full[k] for k in key)] = full
@@ -163,9 +166,32 @@ class Writer:
                                    "status": msg.status, "error": clean_text(msg.error[:2000]),
                                    "attempts": msg.attempts, "at": dt.datetime.now(dt.UTC)})
 
+    @staticmethod
+    def _replace_in_batch(batch: Batch, replaces: list[tuple]) -> None:
+        """A unit re-derived these keys: rows an earlier unit of this batch gave them go too (a page
+        re-queued after a writer recovery), then the commit deletes what the database holds of them."""
+        new = set(replaces)
+        if batch.replaces and not new.isdisjoint(batch.replaces):
+            n = len(replaces[0])
+            batch.rows = {k: r for k, r in batch.rows.items() if k[:n] not in new}
+        batch.replaces |= new
+
+    def _delete_replaced(self, conn, replaces: set[tuple]) -> None:
+        """Delete the stored rows under each replaced key prefix, in chunks (SQLite's variable limit)."""
+        n = len(next(iter(replaces)))
+        cols = [self.table.c[k] for k in self.key[:n]]
+        by_scope: dict[tuple, list] = {}
+        for prefix in replaces:
+            by_scope.setdefault(prefix[:-1], []).append(prefix[-1])
+        for scope, last in by_scope.items():
+            same = [c == v for c, v in zip(cols[:-1], scope, strict=True)]
+            last.sort()
+            for i in range(0, len(last), 500):
+                conn.execute(delete(self.table).where(and_(*same, cols[-1].in_(last[i:i + 500]))))
+
     def flush(self, batch: Batch) -> None:
         """Commit one batch in one transaction, retrying through connection loss for retry_seconds."""
-        if not len(batch) and not batch.states and not batch.links:
+        if not len(batch) and not batch.states and not batch.links and not batch.replaces:
             return
         now = dt.datetime.now(dt.UTC)
         rows = list(batch.rows.values())
@@ -210,6 +236,8 @@ class Writer:
         if links:
             d.insert_new_rows(conn, f, ("run_id", "url_key"), links, {"run_id": run_id})
         failures = batch.failures
+        if batch.replaces:  # same transaction as the new rows: an article is never seen half-replaced
+            self._delete_replaced(conn, batch.replaces)
         if rows:
             try:
                 with conn.begin_nested():

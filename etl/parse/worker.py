@@ -60,6 +60,8 @@ def process(unit) -> Parsed:
     try:
         result = _state["reader"].read(unit)
         if result.rows:
+            if _state["cfg"].transform.type == "stock_mentions":  # re-read articles: their old mentions go
+                result.replaces = [(_state["cfg"].job, _news_id(row)) for row in result.rows]
             result.rows = transform(result.rows)
         return result
     except Exception as exc:  # a unit that breaks the reader is that unit's failure, not the run's
@@ -84,11 +86,16 @@ def transform(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _news_id(article: dict[str, Any]) -> str:
+    return str(article.get("news_id", article.get("id")))
+
+
 def mentions(article: dict[str, Any]) -> list[dict[str, Any]]:
-    """One article → one row per stock it mentions (news id, code, name, date, score, count)."""
+    """One article → one row per stock it mentions (source = the job, news id, code, name, date, score,
+    count)."""
     cfg = _state["cfg"]
     text = "\n".join(str(article.get(f) or "") for f in cfg.transform.text_fields)
-    names = _state["names"]
-    return [{"news_id": str(article.get("news_id", article.get("id"))), "stock_code": code, "stock_name": names[code],
+    names, news_id = _state["names"], _news_id(article)
+    return [{"source": cfg.job, "news_id": news_id, "stock_code": code, "stock_name": names[code],
              "news_date": article.get("published"), "score": article.get("score"), "mention_count": count}
             for code, count in sorted(_state["matcher"].find(text).items())]
