@@ -241,6 +241,8 @@ class Fetcher:
         with self.watchdog.guard(self.total_timeout) as deadline:
             try:
                 with self._send(url) as r:
+                    if deadline.fired:  # cut while the headers trickled in: what arrived is not a response
+                        return self._too_slow(request, None)
                     if r.status_code in REDIRECTS and r.headers.get("location"):
                         return urljoin(url, r.headers["location"])
                     if r.status_code in RETRY_STATUS:

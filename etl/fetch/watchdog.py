@@ -83,22 +83,23 @@ class Watchdog:
                 now = time.monotonic()
                 for deadline in self.armed:
                     if not deadline.fired and deadline.at <= now and deadline.conn is not None:
-                        deadline.fired = _cut(deadline)
+                        _cut(deadline)
 
 
-def _cut(deadline: Deadline) -> bool:
-    """Shut the socket down (not close: shutdown wakes a read blocked in another thread, close may not)."""
+def _cut(deadline: Deadline) -> None:
+    """Shut the socket down (not close: shutdown wakes a read blocked in another thread, close may not).
+    `fired` is set first: the woken thread must see it, or a cut during the headers reads as an empty 200."""
     conn = deadline.conn
     if getattr(conn, "_etl_deadline", None) is not deadline:
-        return False  # already serving another response
+        return  # already serving another response
     sock = getattr(conn, "sock", None)
     if sock is None:
-        return False  # still connecting: connect_timeout bounds that; checked again next tick
+        return  # still connecting: connect_timeout bounds that; checked again next tick
+    deadline.fired = True
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # already closed by the peer: the read returns anyway
-    return True
 
 
 def _attach(conn: Any) -> None:
