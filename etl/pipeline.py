@@ -119,7 +119,7 @@ class Coordinator:
     def _fetch_failed(self, req: Request, result: FetchFailure) -> None:
         """A fetch that failed: retry later (backoff with jitter, or Retry-After), or record the failure."""
         fetch = self.cfg.fetch
-        if result.retryable and req.attempt + 1 < fetch.retries:
+        if result.retryable and req.attempt < fetch.retries:  # retries after the first attempt (req.attempt 0)
             backoff = fetch.backoff * (2 ** req.attempt) * (0.5 + random.random())
             req.attempt += 1
             self.frontier.retry(req, time.monotonic() + max(backoff, result.retry_after or 0.0))
