@@ -4,7 +4,7 @@ forever (until the client goes away or the server stops), next to ordinary pages
     /trickle-body/…     headers at once (Content-Length 1,000,000), then one body byte per `interval`
     /trickle-headers/…  a status line, then one header byte per `interval`
     /robots.txt         `robots` if given (the string "TRICKLE": trickled like a body), else 404
-    anything else       200, a small HTML page naming its path
+    anything else       200, a list page of one item (tests/test_config.py's MINIMAL reads it) titled by its path
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class _Handler(socketserver.StreamRequestHandler):
             elif path == "/robots.txt":
                 self._send(200, self.server.robots.encode(), "text/plain")
             else:
-                self._send(200, f"<html><body><h1>{path}</h1></body></html>".encode())
+                self._send(200, f'<html><body><ul class="list"><li data-id="{abs(hash(path))}">'
+                                f'<a class="title">{path}</a><span class="price">1</span></li></ul></body></html>'.encode())
         except OSError:
             pass  # the client shut the connection down: what a trickle is waiting for
 

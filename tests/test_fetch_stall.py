@@ -82,3 +82,40 @@ def test_four_threads_on_eight_tricklers_still_fetch_the_page_queued_after_them(
         failure = results[url]
         assert isinstance(failure, FetchFailure) and "slower than total_timeout" in failure.error
     assert sent == set(urls) | {server.base + "/good"}  # every request reported as it left
+
+
+def test_a_crawl_with_more_tricklers_than_threads_still_gets_its_good_page(tmp_path) -> None:
+    """End to end, as the testers ran it: 8 trickling start pages and a good one behind them, 4 threads.
+    The good page becomes a row; the tricklers are failures "slower than total_timeout" (each attempt
+    cut at total_timeout), never "stalled"."""
+    from sqlalchemy import create_engine, text
+
+    from etl.config import load
+    from etl.pipeline import run_job
+    from etl.progress import Progress
+    from tests.test_config import MINIMAL
+
+    with HostileServer() as server:
+        urls = [f"{server.base}/trickle-{'body' if i % 2 else 'headers'}/{i}" for i in range(8)]
+        config = tmp_path / "trickle.toml"
+        config.write_text(
+            MINIMAL.replace('["http://demo.test/{city}/list/"]', repr(urls + [server.base + "/good"]).replace("'", '"'))
+            + f"\n[politeness]\nrobots = false\nretries = 1\nbackoff = 0.05\ntotal_timeout = {TOTAL}\n"
+              "connect_timeout = 2.0\nread_timeout = 5.0\n"
+            + f"\n[run]\nfetch_threads = 4\nparse_processes = 1\n\n[database]\nurl = \"sqlite:///{tmp_path / 'etl.db'}\"\n")
+        out: list = []
+        worker = threading.Thread(target=lambda: out.append(run_job(load(config), progress=Progress(enabled=False))),
+                                  daemon=True)
+        worker.start()
+        worker.join(60)
+        assert out, "the run was still going after 60 s"
+        paths = server.paths()
+    assert "/good" in paths and sum(p.startswith("/trickle") for p in paths) == 16  # two attempts each
+    engine = create_engine(f"sqlite:///{tmp_path / 'etl.db'}")
+    with engine.connect() as conn:
+        titles = [r[0] for r in conn.execute(text("SELECT title FROM listings"))]
+        failures = conn.execute(text("SELECT url, error, attempts FROM failures")).all()
+    engine.dispose()
+    assert titles == ["/good"]
+    assert sorted(f.url for f in failures) == sorted(urls)
+    assert all("slower than total_timeout" in f.error and f.attempts == 2 for f in failures), failures
