@@ -119,3 +119,12 @@ def test_a_crawl_with_more_tricklers_than_threads_still_gets_its_good_page(tmp_p
     assert titles == ["/good"]
     assert sorted(f.url for f in failures) == sorted(urls)
     assert all("slower than total_timeout" in f.error and f.attempts == 2 for f in failures), failures
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_every_connection_of_a_session_reports_to_the_watchdog(scheme: str) -> None:
+    """The cut needs the connection: both schemes' pools must make watched connections."""
+    fetcher = Fetcher(settings(), ("example.test",))
+    adapter = fetcher.session().get_adapter(f"{scheme}://example.test/")
+    pool = adapter.poolmanager.connection_from_url(f"{scheme}://example.test/")
+    assert pool.ConnectionCls.request.__module__ == "etl.fetch.watchdog"

@@ -41,7 +41,7 @@ def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fetcher = Fetcher(settings, domains, pool_size=threads)
-    done: queue.SimpleQueue = queue.SimpleQueue()  # holds at most what the coordinator has in flight
+    done: queue.SimpleQueue = queue.SimpleQueue()  # at most a result and a few Sent per request in flight
 
     def run(request: Request) -> None:
         try:
