@@ -128,7 +128,7 @@ class Coordinator:
     def _fetch_failed(self, req: Request, result: FetchFailure) -> None:
         """A fetch that failed: retry later (backoff with jitter, or Retry-After), or record the failure."""
         fetch = self.cfg.fetch
-        if result.retryable and req.attempt + 1 < fetch.retries:
+        if result.retryable and req.attempt < fetch.retries:  # retries after the first attempt (req.attempt 0)
             backoff = fetch.backoff * (2 ** req.attempt) * (0.5 + random.random())
             req.attempt += 1
             self.frontier.retry(req, time.monotonic() + max(backoff, result.retry_after or 0.0))
@@ -167,7 +167,7 @@ class Coordinator:
             self.writer.post(PageRows(key, rows[start:start + step], replaces if start == 0 else []))
         self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces))
 
-    def _handle_fetches(self, fetching: dict[str, tuple[Request, float]]) -> None:
+    def _handle_fetches(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         try:
             results = self.fetch.results()
         except (EOFError, OSError):  # the fetch process died: its requests go back to the frontier
@@ -175,6 +175,11 @@ class Coordinator:
             self.frontier.give_back(req for req, _ in fetching.values())
             fetching.clear()
             return
+        now = time.monotonic()
+        for sent in self.fetch.take_sent():  # each came before its request's result: applied first
+            entry = fetching.get(sent.url)
+            if entry is not None:
+                fetching[sent.url] = (entry[0], None if sent.waiting else now)
         for result in results:
             fetched = type(result) is Fetched
             req, _ = fetching.pop(result.url if fetched else result.request.url, (None, 0.0))
@@ -185,17 +190,21 @@ class Coordinator:
             else:
                 self._fetch_failed(req, result)
 
-    def _give_up_stalled(self, fetching: dict[str, tuple[Request, float]], now: float) -> None:
-        """A server that trickles its headers or body a byte at a time never trips the read timeout, and a
-        blocked read cannot be interrupted: after a generous bound, record the page as failed and go on (its
-        late result, if any, is ignored). The bound covers queueing behind `delay` on one host."""
+    def _give_up_stalled(self, fetching: dict[str, tuple[Request, float | None]], now: float) -> None:
+        """A backstop for a fetch that never ends. The fetch process bounds each response itself (its
+        watchdog cuts one past total_timeout), but nothing bounds e.g. a hanging DNS lookup: after a
+        generous bound, record the page as failed and go on (its late result, if any, is ignored).
+
+        The clock starts when the request is sent, as the fetch process reports it (etl.fetch.Sent),
+        not when it is handed over: a request queued in the fetch process behind `delay` or a robots.txt
+        Crawl-delay is waiting politely, and a bound on queueing would have to guess how long the queue
+        is. A request never sent is never given up here; a redirect's next hop restarts the clock."""
         fetch = self.cfg.fetch
-        limit = (2 * (fetch.connect_timeout + fetch.read_timeout + fetch.total_timeout) + 30
-                 + fetch.delay * self.cfg.run.fetch_threads)
-        for url in [u for u, (_, since) in fetching.items() if now - since > limit]:
+        limit = 2 * (fetch.connect_timeout + fetch.read_timeout + fetch.total_timeout) + 30
+        for url in [u for u, (_, since) in fetching.items() if since is not None and now - since > limit]:
             req, _ = fetching.pop(url)
-            self._failed(req, "fetch", f"no complete response after {limit:.0f} s (the server stalled; "
-                                       f"total_timeout = {fetch.total_timeout:g} s per response)")
+            self._failed(req, "fetch", f"no complete response {limit:.0f} s after it was sent (the server "
+                                       f"stalled; total_timeout = {fetch.total_timeout:g} s per response)")
 
     def _handle_parsed(self, results: list[tuple[Job, Any]]) -> None:
         for job, result in results:
@@ -227,14 +236,14 @@ class Coordinator:
             self.pool.close()
             self.writer.close()
 
-    def _refill(self, fetching: dict[str, tuple[Request, float]]) -> None:
+    def _refill(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
         try:
             self.frontier.refill(busy)
         except WriterLost:
             self._recover_writer()  # reloads the frontier from the database anyway
 
-    def _hand_out(self, fetching: dict[str, tuple[Request, float]], now: float, started: int,
+    def _hand_out(self, fetching: dict[str, tuple[Request, float | None]], now: float, started: int,
                   limit: int | None) -> int:
         """Fetch only as fast as the parse processes keep up: the pool's room is the backpressure."""
         handover: list[Request] = []
@@ -247,7 +256,7 @@ class Coordinator:
             if self.fetch is None:  # a kind that reads its units itself (row ranges, file chunks)
                 self.pool.submit(Job.local(req))
             else:
-                fetching[req.url] = (req, now)
+                fetching[req.url] = (req, None)  # not sent yet: the stall clock starts at Sent
                 handover.append(req)
         if handover:
             self.fetch.submit(handover)
@@ -268,7 +277,7 @@ class Coordinator:
         return not (left.ready or left.spilled)
 
     def _loop(self) -> None:
-        fetching: dict[str, tuple[Request, float]] = {}  # url → (request, when handed over)
+        fetching: dict[str, tuple[Request, float | None]] = {}  # url → (request, when sent, None if queued)
         limit = self.cfg.run.max_pages or None
         started = 0
         last_check = time.monotonic()

@@ -94,7 +94,7 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert cfg.start_urls == ("http://demo.test/bj/list/",)
     assert cfg.site == "mini"  # site defaults to the job name
     assert cfg.run.fetch_threads == 16 and cfg.run.parse_processes >= 1 and cfg.run.engine == "selectolax"
-    assert cfg.fetch.max_bytes == 10_000_000 and cfg.fetch.retries == 3
+    assert cfg.fetch.max_bytes == 10_000_000 and cfg.fetch.retries == 2
     assert cfg.fields["title"].source == "item" and cfg.fields["title"].type == "text"
     assert cfg.items.detail is None
     assert cfg.pagination.total_pages is None

@@ -173,9 +173,12 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
     if run["parse_processes"] < 0:
         raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
     for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("run", "frontier_memory"),
-                         ("politeness", "per_host"), ("politeness", "retries"), ("politeness", "max_bytes")):
+                         ("politeness", "per_host"), ("politeness", "max_bytes")):
         if settings[section][key] < 1:
             raise ck.fail(f"[{section}].{key}", "must be at least 1")
+    if pol["retries"] < 0:
+        raise ck.fail("[politeness].retries", "must be 0 (one attempt, no retry) or more: it counts the "
+                                              "retries after the first attempt")
     problem = url_problem(db["url"])
     if problem:
         raise ck.fail("[database].url", problem)

@@ -120,7 +120,7 @@ class FetchSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
     total_timeout: float = 120.0
-    retries: int = 3
+    retries: int = 2  # retries after the first attempt, as Scrapy's RETRY_TIMES (2: three attempts in all)
     backoff: float = 0.5
     max_bytes: int = 10_000_000
 

@@ -2,7 +2,8 @@
 
 A fetch never raises: it returns a Page or a FetchFailure saying whether a retry may help. Retries are
 scheduled by the coordinator (so a backing-off URL never holds a thread), redirects are followed by hand
-so every hop is checked against the allowed domains, and bodies are streamed and cut off at max_bytes.
+so every hop is checked against the allowed domains, bodies are streamed and cut off at max_bytes, and a
+response that outlives total_timeout has its socket shut down (etl/fetch/watchdog.py) so the thread is free.
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ import datetime as dt
 import email.utils
 import logging
 import os
-import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from etl.config.model import FetchSettings
 from etl.errors import one_line
-from etl.items import Fetched, Page, Request
+from etl.fetch.watchdog import Deadline, Watchdog, WatchedAdapter
+from etl.items import Page, Request
 from etl.robots import Robots
 from etl.urls import allowed
 
@@ -106,12 +107,13 @@ class Fetcher:
         self.local = threading.local()
         self.robots: dict[str, Robots] = {}
         self.robots_lock = threading.Lock()
+        self.watchdog = Watchdog()
 
     def session(self) -> requests.Session:
         s = getattr(self.local, "session", None)
         if s is None:
             s = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
+            adapter = WatchedAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
             s.mount("http://", adapter)
             s.mount("https://", adapter)
             s.headers["User-Agent"] = self.user_agent
@@ -169,32 +171,45 @@ class Fetcher:
         url = origin + "/robots.txt"
         try:
             for _ in range(6):
-                with self.session().get(url, timeout=self.timeout, stream=True, allow_redirects=False) as r:
-                    if r.status_code in REDIRECTS and r.headers.get("location"):
-                        url = urljoin(url, r.headers["location"])
-                        if not allowed(url, self.domains):
-                            return Robots()  # robots.txt lives elsewhere: as if there were none
-                        continue
-                    if r.status_code >= 500 or r.status_code == 429:
-                        return f"robots.txt answered HTTP {r.status_code}"
-                    if r.status_code >= 400:
-                        return Robots()  # no robots.txt: everything is allowed
-                    body, deadline = b"", time.monotonic() + self.total_timeout
-                    for chunk in r.iter_content(65536):
-                        body += chunk
-                        if len(body) >= ROBOTS_MAX_BYTES or time.monotonic() > deadline:
-                            break
-                    return Robots.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"), self.user_agent)
+                with self.watchdog.guard(self.total_timeout) as deadline:
+                    try:
+                        with self.session().get(url, timeout=self.timeout, stream=True, allow_redirects=False) as r:
+                            if r.status_code in REDIRECTS and r.headers.get("location"):
+                                url = urljoin(url, r.headers["location"])
+                                if not allowed(url, self.domains):
+                                    return Robots()  # robots.txt lives elsewhere: as if there were none
+                                continue
+                            return self._robots_from(r, deadline)
+                    except (requests.RequestException, OSError):
+                        if deadline.fired:
+                            return f"robots.txt slower than total_timeout={self.total_timeout:g}s"
+                        raise
             return Robots()  # too many redirects: as if there were none
-        except (requests.RequestException, ValueError, UnicodeError) as exc:
+        except (requests.RequestException, OSError, ValueError, UnicodeError) as exc:
             return f"robots.txt unreachable ({type(exc).__name__})"
 
-    def fetch(self, request: Request) -> Page | FetchFailure:
+    def _robots_from(self, r: requests.Response, deadline: Deadline) -> Robots | str:
+        if r.status_code >= 500 or r.status_code == 429:
+            return f"robots.txt answered HTTP {r.status_code}"
+        if r.status_code >= 400:
+            return Robots()  # no robots.txt: everything is allowed
+        body = b""
+        for chunk in r.iter_content(65536):
+            body += chunk
+            if len(body) >= ROBOTS_MAX_BYTES or deadline.passed():
+                break
+        return Robots.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"), self.user_agent)
+
+    def fetch(self, request: Request, report: Callable[[bool], None] | None = None) -> Page | FetchFailure:
+        """`report(True)` when a hop's request is about to be written (it has its turn at the host),
+        `report(False)` when a redirect sends it back to waiting for robots.txt and the host's turn."""
         url = request.url
         if not allowed(url, self.domains):
             return FetchFailure(request, "URL outside the allowed domains or not http(s)")
         seen = {url}
-        for _ in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
+            if hop and report is not None:
+                report(False)
             if self.obey_robots:  # every hop, redirects included
                 verdict = self.robots_allows(url)
                 if isinstance(verdict, str):
@@ -203,6 +218,8 @@ class Fetcher:
                     return FetchFailure(request, f"disallowed by robots.txt: {url}")
             host = urlsplit(url).netloc
             slot = self.gate.enter(host)
+            if report is not None:
+                report(True)
             try:
                 result = self._get(request, url)
             finally:
@@ -219,150 +236,55 @@ class Fetcher:
         return FetchFailure(request, f"more than {MAX_REDIRECTS} redirects")
 
     def _get(self, request: Request, url: str) -> Page | FetchFailure | str:
-        try:
-            with self._send(url) as r:
-                if r.status_code in REDIRECTS and r.headers.get("location"):
-                    return urljoin(url, r.headers["location"])
-                if r.status_code in RETRY_STATUS:
-                    return FetchFailure(request, f"HTTP {r.status_code}", r.status_code, True,
-                                        retry_after_seconds(r.headers.get("retry-after")))
-                if r.status_code >= 400:
-                    return FetchFailure(request, f"HTTP {r.status_code}", r.status_code)
-                if r.status_code >= 300 or r.status_code in (204, 205):  # 304 unasked, 3xx without Location
-                    return FetchFailure(request, f"HTTP {r.status_code} without content to parse", r.status_code)
-                declared = r.headers.get("content-length", "")
-                if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
-                    return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}",
-                                        r.status_code)
-                chunks, size = [], 0
-                deadline = time.monotonic() + self.total_timeout
-                for chunk in r.iter_content(65536):
-                    if time.monotonic() > deadline:  # a server trickling bytes never trips the read timeout
-                        return FetchFailure(request, f"response slower than total_timeout={self.total_timeout:g}s",
-                                            r.status_code, True)
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        return FetchFailure(request, f"body exceeds max_bytes={self.max_bytes}", r.status_code)
-                    chunks.append(chunk)
-                if not size:  # a glitch more often than a page: retried, then recorded (never stored as NULLs)
-                    return FetchFailure(request, "empty response body", r.status_code, True)
-                return Page(request, url, r.status_code, {k.lower(): v for k, v in r.headers.items()},
-                            b"".join(chunks))
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as exc:
+        """One hop: a Page, a FetchFailure, or the URL a redirect points to. total_timeout bounds the whole
+        response, headers included: past it the watchdog shuts the socket down and the read returns."""
+        with self.watchdog.guard(self.total_timeout) as deadline:
+            try:
+                with self._send(url) as r:
+                    if deadline.fired:  # cut while the headers trickled in: what arrived is not a response
+                        return self._too_slow(request, None)
+                    if r.status_code in REDIRECTS and r.headers.get("location"):
+                        return urljoin(url, r.headers["location"])
+                    if r.status_code in RETRY_STATUS:
+                        return FetchFailure(request, f"HTTP {r.status_code}", r.status_code, True,
+                                            retry_after_seconds(r.headers.get("retry-after")))
+                    if r.status_code >= 400:
+                        return FetchFailure(request, f"HTTP {r.status_code}", r.status_code)
+                    if r.status_code >= 300 or r.status_code in (204, 205):  # 304 unasked, 3xx without Location
+                        return FetchFailure(request, f"HTTP {r.status_code} without content to parse",
+                                            r.status_code)
+                    return self._body(request, url, r, deadline)
+            except (requests.RequestException, OSError, ValueError, UnicodeError) as exc:
+                return self._failure(request, exc, deadline)
+
+    def _body(self, request: Request, url: str, r: requests.Response, deadline: Deadline) -> Page | FetchFailure:
+        declared = r.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
+            return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}",
+                                r.status_code)
+        chunks, size = [], 0
+        for chunk in r.iter_content(65536):
+            if deadline.passed():  # bytes keep coming, but too slowly for the whole response
+                return self._too_slow(request, r.status_code)
+            size += len(chunk)
+            if size > self.max_bytes:
+                return FetchFailure(request, f"body exceeds max_bytes={self.max_bytes}", r.status_code)
+            chunks.append(chunk)
+        if deadline.fired:  # the cut socket read as the end of a body without a declared length
+            return self._too_slow(request, r.status_code)
+        if not size:  # a glitch more often than a page: retried, then recorded (never stored as NULLs)
+            return FetchFailure(request, "empty response body", r.status_code, True)
+        return Page(request, url, r.status_code, {k.lower(): v for k, v in r.headers.items()}, b"".join(chunks))
+
+    def _too_slow(self, request: Request, status: int | None) -> FetchFailure:
+        return FetchFailure(request, f"response slower than total_timeout={self.total_timeout:g}s", status, True)
+
+    def _failure(self, request: Request, exc: Exception, deadline: Deadline) -> FetchFailure:
+        if deadline.fired:  # the watchdog cut it: whatever the read raised, the server was too slow
+            return self._too_slow(request, None)
+        if isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
+                      | requests.exceptions.ContentDecodingError):
             return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}", None, True)
-        except (requests.RequestException, ValueError, UnicodeError) as exc:  # bad URLs, redirect targets
+        if isinstance(exc, requests.RequestException | ValueError | UnicodeError):  # bad URLs, redirect targets
             return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}")
-
-
-# ------------------------------------------------------------------------------------------ the stage
-BUNDLE_BYTES = 2 * 2**20  # results travel to the coordinator in bundles of up to this many body bytes
-
-
-def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads: int) -> None:
-    """The fetch stage's own process: a thread pool of Fetchers. Requests arrive in lists; results leave
-    in bundles sent by one sender thread, so a fetch thread never waits for the pipe or for another
-    thread's send (a lock around the pipe made 16 threads queue behind each other for the GIL).
-    Pages are pickled here, once, and the coordinator forwards those bytes to a parse process as they
-    are. A bundle is a pickled list of Fetched / FetchFailure."""
-    import queue
-    import signal
-    from concurrent.futures import ThreadPoolExecutor
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fetcher = Fetcher(settings, domains, pool_size=threads)
-    done: queue.SimpleQueue = queue.SimpleQueue()  # holds at most what the coordinator has in flight
-
-    def run(request: Request) -> None:
-        try:
-            result = fetcher.fetch(request)
-        except Exception as exc:  # never lose a request: the coordinator waits for every one it handed over
-            result = FetchFailure(request, f"fetch error: {type(exc).__name__}: {one_line(exc)}")
-        if isinstance(result, Page):
-            done.put(Fetched(request.url, result.status, pickle.dumps(result, pickle.HIGHEST_PROTOCOL)))
-        else:
-            done.put(result)
-
-    def send() -> None:
-        while True:
-            try:
-                item = done.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            bundle, size = [], 0
-            while True:  # everything finished meanwhile, up to BUNDLE_BYTES of pages
-                bundle.append(item)
-                size += len(item.payload) if type(item) is Fetched else 0
-                if size >= BUNDLE_BYTES:
-                    break
-                try:
-                    item = done.get_nowait()
-                except queue.Empty:
-                    break
-            try:
-                conn.send_bytes(pickle.dumps(bundle, pickle.HIGHEST_PROTOCOL))
-            except OSError:
-                return  # the coordinator is gone
-
-    threading.Thread(target=send, name="fetch-send", daemon=True).start()
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fetch") as pool:
-        while True:
-            try:
-                batch = conn.recv()
-            except (EOFError, OSError):
-                break
-            if batch is None:
-                break
-            for request in batch:
-                pool.submit(run, request)
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-class FetchStage:
-    """The fetch thread pool, in a process of its own so that its GIL does nothing but fetch."""
-
-    def __init__(self, ctx, settings: FetchSettings, domains: tuple[str, ...], threads: int) -> None:
-        self.ctx, self.settings, self.domains, self.threads = ctx, settings, domains, threads
-        self._spawn()
-
-    def _spawn(self) -> None:
-        self.conn, child = self.ctx.Pipe()
-        self.process = self.ctx.Process(target=_stage_main, args=(child, self.settings, self.domains, self.threads),
-                                        daemon=True, name="etl-fetch")
-        self.process.start()
-        child.close()
-        log.info("fetch process started (pid %d)", self.process.pid)
-
-    def submit(self, requests: list[Request]) -> bool:
-        """Hand over requests, all in one message (one wakeup of the stage per coordinator turn)."""
-        try:
-            self.conn.send(requests)
-            return True
-        except OSError:
-            return False
-
-    def results(self) -> list[Fetched | FetchFailure]:
-        """Everything that has arrived: Fetched pages (still pickled) and FetchFailures.
-        Raises EOFError when the stage process has died."""
-        out = []
-        while self.conn.poll():
-            out.extend(pickle.loads(self.conn.recv_bytes()))
-        return out
-
-    def restart(self) -> None:
-        log.warning("the fetch process died (exit code %s); restarting it", self.process.exitcode)
-        self.conn.close()
-        self.process.join(timeout=5)
-        self._spawn()
-
-    def close(self) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.kill()  # it ignores SIGTERM (only the coordinator stops the run)
-            self.process.join(timeout=5)
-        self.conn.close()
+        return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}", None, True)  # a socket error
