@@ -107,6 +107,7 @@ class RunSettings:
     max_pages: int = 0
     start_method: str = "spawn"
     frontier_memory: int = 200_000
+    parse_timeout: float = 60.0  # seconds one page may take to parse before its process is replaced
 
 
 @dataclass(frozen=True)

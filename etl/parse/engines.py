@@ -102,8 +102,18 @@ class SoupNode:
         return id(self._n)
 
 
+class TooDeep(ValueError):
+    """The document nests too deep to build a tree in reasonable time (recorded as that page's failure)."""
+
+
 def parse_html(html: str, engine: str = DEFAULT_ENGINE) -> Node:
-    """Parse a decoded document with the named engine and return its root node."""
+    """Parse a decoded document with the named engine and return its root node. A document nested deeper
+    than etl.parse.limits.MAX_DEPTH raises TooDeep before any tree is built, on either engine."""
+    from etl.parse.limits import too_deep
+
+    problem = too_deep(html)
+    if problem:
+        raise TooDeep(problem)
     if engine == "selectolax":
         from selectolax.lexbor import LexborHTMLParser
 

@@ -15,7 +15,7 @@ from etl.config import Config, FieldSpec, LinkRule
 from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
 from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
-from etl.parse.engines import Node, parse_html
+from etl.parse.engines import Node, TooDeep, parse_html
 from etl.urls import MAX_URL, absolute, allowed
 
 __all__ = ["MAX_URL", "Extractor", "FieldError", "absolute", "allowed"]
@@ -86,7 +86,10 @@ class Extractor:
         values = []
         for value in found:
             if value is not None and spec.json:
-                value = _json_path(value, spec.json)
+                try:
+                    value = _json_path(value, spec.json)
+                except RecursionError:  # json's C decoder too: one hostile value, not the whole page
+                    raise FieldError(f"field {spec.name!r}: its JSON is nested too deeply to read") from None
             if value is not None and spec.regex:
                 m = self.regex[spec.regex].search(value)
                 value = None if m is None else (m.group(1) if m.re.groups else m.group(0))
@@ -156,7 +159,11 @@ class Extractor:
             result.error = (f"body is still {coding}-compressed (Content-Encoding: {coding}, which this install "
                             "cannot decode)" if coding not in ("", "identity", "gzip", "deflate") else str(exc))
             return result
-        root = parse_html(text, self.cfg.run.engine)
+        try:
+            root = parse_html(text, self.cfg.run.engine)
+        except TooDeep as exc:
+            result.error = str(exc)
+            return result
         kind = page.request.kind
         if kind == self.detail_kind:
             self._detail(page, root, result)
@@ -230,33 +237,42 @@ class Extractor:
         items = self.cfg.items
         skip = {n.key() for n in root.css(items.skip)} if items.skip else set()
         # fields of the list page itself and of the facets that led here: once per page, for every item
-        page_raw = {f.name: self.raw(f, root, None, page.url) for f in self.page_fields}
+        try:
+            page_raw = {f.name: self.raw(f, root, None, page.url) for f in self.page_fields}
+        except FieldError as exc:
+            result.error = str(exc)
+            return
         facets = self.facet_values(page.request.meta.get("via", {}))
         for node in root.css(items.select):
             if node.key() in skip:
                 result.skipped += 1
                 continue
-            key = self.raw(items.key, node) if items.key.source == "item" else None
-            key = key.strip() if key else None
-            if not key and items.key.source == "item":
-                result.skipped += 1  # not a listing: no natural key
-                continue
-            cache: dict = {}
-            raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
-            if items.detail:
-                meta = {"key": key, "raw": {**raw, **page_raw}}
-                if "via" in page.request.meta:
-                    meta["via"] = page.request.meta["via"]
-                links = self.links(items.detail, node, page.url, meta)
-                if links:
-                    result.links.append(links[0])
-                else:
-                    result.skipped += 1
-                continue
+            key = None
             try:
-                result.rows.append(self.row(key, {**raw, **page_raw, **facets}, page.url))
-            except FieldError as exc:
-                result.item_errors.append(f"item {key}: {exc}")
+                key = self.raw(items.key, node) if items.key.source == "item" else None
+                key = key.strip() if key else None
+                self._item(page, node, key, page_raw, facets, result)
+            except FieldError as exc:  # this item gives no row; the page's other items still do
+                result.item_errors.append(f"item {key or '(no key)'}: {exc}")
+
+    def _item(self, page: Page, node: Node, key: str | None, page_raw: dict, facets: dict, result: Parsed) -> None:
+        items = self.cfg.items
+        if not key and items.key.source == "item":
+            result.skipped += 1  # not a listing: no natural key
+            return
+        cache: dict = {}
+        raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
+        if items.detail:
+            meta = {"key": key, "raw": {**raw, **page_raw}}
+            if "via" in page.request.meta:
+                meta["via"] = page.request.meta["via"]
+            links = self.links(items.detail, node, page.url, meta)
+            if links:
+                result.links.append(links[0])
+            else:
+                result.skipped += 1
+            return
+        result.rows.append(self.row(key, {**raw, **page_raw, **facets}, page.url))
 
     def _detail(self, page: Page, root: Node, result: Parsed) -> None:
         meta = page.request.meta
@@ -269,12 +285,12 @@ class Extractor:
         raw = dict(meta.get("raw", {}))
         raw.update(self.facet_values(meta.get("via", {})))
         cache: dict = {}
-        for f in self.detail_fields:
-            raw[f.name] = self.raw(f, root, cache, page.url)
-        for f in self.page_fields:  # reached without a list page (carried nothing): read it here
-            if f.name not in raw:
-                raw[f.name] = self.raw(f, root, cache, page.url)
         try:
+            for f in self.detail_fields:
+                raw[f.name] = self.raw(f, root, cache, page.url)
+            for f in self.page_fields:  # reached without a list page (carried nothing): read it here
+                if f.name not in raw:
+                    raw[f.name] = self.raw(f, root, cache, page.url)
             result.rows.append(self.row(key, raw, page.url))
         except FieldError as exc:
             result.error = f"item {key}: {exc}"
