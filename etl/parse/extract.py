@@ -18,7 +18,9 @@ from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
 from etl.parse.engines import Node, TooDeep, parse_html
 from etl.urls import MAX_URL, absolute, allowed
 
-__all__ = ["MAX_URL", "Extractor", "FieldError", "absolute", "allowed"]
+__all__ = ["MAX_CARRIED", "MAX_URL", "Extractor", "FieldError", "absolute", "allowed"]
+
+MAX_CARRIED = 1_000  # characters of a facet link's text carried down to the requests below it
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 
@@ -54,6 +56,9 @@ class Extractor:
         self.page_fields = [f for f in fields if f.source == "page"]
         self.detail_fields = [f for f in fields if f.source == "detail"]
         self.flat = cfg.transform.type == "stock_mentions"  # it reads every field, not the table's columns
+        # facet kinds whose link text some field reads: only those are carried down (the rest would be
+        # copied into every request below the facet for nothing)
+        self.carried = frozenset(f.source[6:] for f in fields if f.source.startswith("facet:"))
 
     def _specs(self) -> list[FieldSpec]:
         specs = list(self.cfg.fields.values())
@@ -120,18 +125,40 @@ class Extractor:
         return CONVERTERS[spec.type](raw, spec.scale) if spec.scale else CONVERTERS[spec.type](raw)
 
     def links(self, rule: LinkRule, node: Node, base: str, meta: dict | None = None,
-              via: dict[str, str] | None = None) -> list[Request]:
+              via: dict[str, str] | None = None, warnings: list[str] | None = None) -> list[Request]:
         """Requests for the links `rule` selects. With `via`, each link's text is remembered under the kind
-        it leads to (district → "朝阳"), so fields can say `from = "facet:district"` further down."""
+        it leads to (district → "朝阳"), so fields can say `from = "facet:district"` further down: only for
+        kinds a field reads, and cut to MAX_CARRIED characters (every request below carries a copy)."""
         out, seen = [], set()
         pattern = self.link_match.get(rule.match) if rule.match else None
+        carry = via is not None and rule.kind in self.carried
         for a in node.css(rule.css):
             url = absolute(base, a.attr(rule.attr))
             if url and url not in seen and allowed(url, self.domains) and (pattern is None or pattern.search(url)):
                 seen.add(url)
-                extra = {} if via is None else {"via": {**via, rule.kind: a.text()}}
+                extra = {}
+                if via is not None:
+                    below = {k: v for k, v in via.items() if k in self.carried}
+                    if carry:
+                        below[rule.kind] = self._carried(rule.kind, a.text(), warnings)
+                    extra = {"via": below} if below else {}
                 out.append(Request(url, rule.kind, {**(meta or {}), **extra}))
         return out
+
+    @staticmethod
+    def _carried(kind: str, text: str, warnings: list[str] | None) -> str:
+        if len(text) <= MAX_CARRIED:
+            return text
+        warning = (f"facet links of kind {kind!r} have text longer than {MAX_CARRIED:,} characters; fields "
+                   f"from = \"facet:{kind}\" get the first {MAX_CARRIED:,}")
+        if warnings is not None and warning not in warnings:
+            warnings.append(warning)  # the same words from every page: the run logs them once
+        return text[:MAX_CARRIED].rstrip()
+
+    def _via(self, meta: dict) -> dict[str, str]:
+        """The facet texts this page hands down: the ones fields read, cut (a frontier saved by an older
+        version may hold others, uncut)."""
+        return {k: str(v)[:MAX_CARRIED] for k, v in meta.get("via", {}).items() if k in self.carried}
 
     def facet_values(self, via: dict[str, str]) -> dict[str, str | None]:
         """Fields read from the text of the facet links that led here."""
@@ -177,13 +204,13 @@ class Extractor:
             result.error = f"no [[crawl.pages]] rule for page kind {kind!r}"
             return
         number = int(page.request.meta.get("page", 1))
-        via = page.request.meta.get("via", {})
+        via = self._via(page.request.meta)
         for link_rule in rule.links:
-            result.links += self.links(link_rule, root, page.url, via=via)
+            result.links += self.links(link_rule, root, page.url, via=via, warnings=result.warnings)
         if number == 1 and rule.facets:
             total = self.typed(rule.total, self.raw(rule.total, root)) if rule.total else None
             if total is None or total > self.cfg.cap:
-                facets = self.links(rule.facets, root, page.url, via=via)
+                facets = self.links(rule.facets, root, page.url, via=via, warnings=result.warnings)
                 if facets:
                     result.links += facets
                     return  # the narrower filters will list these items completely
@@ -198,7 +225,8 @@ class Extractor:
     def _pages(self, page: Page, root: Node, kind: str, number: int, warnings: list[str]) -> list[Request]:
         pg = self.cfg.pagination
         out: list[Request] = []
-        carry = {"via": page.request.meta["via"]} if "via" in page.request.meta else {}
+        via = self._via(page.request.meta)
+        carry = {"via": via} if via else {}
         truncated = False
         if pg.total_pages and number == 1:
             total = CONVERTERS["int"](self.raw(pg.total_pages, root)) or 1
@@ -264,8 +292,9 @@ class Extractor:
         raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
         if items.detail:
             meta = {"key": key, "raw": {**raw, **page_raw}}
-            if "via" in page.request.meta:
-                meta["via"] = page.request.meta["via"]
+            via = self._via(page.request.meta)
+            if via:
+                meta["via"] = via
             links = self.links(items.detail, node, page.url, meta)
             if links:
                 result.links.append(links[0])
