@@ -16,6 +16,7 @@ from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
 from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
 from etl.parse.engines import Node, TooDeep, parse_html
+from etl.parse.labels import labelled
 from etl.urls import MAX_URL, absolute, allowed
 
 __all__ = ["MAX_CARRIED", "MAX_URL", "Extractor", "FieldError", "absolute", "allowed"]
@@ -82,10 +83,10 @@ class Extractor:
         `type = "url"` values are made absolute against `base`, the page they were read on."""
         if spec.source == "config":
             return spec.value
-        key = (spec.css, spec.attr, spec.all)
+        key = (spec.css, spec.attr, spec.all, spec.label)
         found = None if cache is None else cache.get(key)
         if found is None:
-            found = self._select(spec, node)
+            found = self._select(spec, node, cache)
             if cache is not None:
                 cache[key] = found
         values = []
@@ -105,14 +106,19 @@ class Extractor:
         return " ".join(values) if values else None
 
     @staticmethod
-    def _select(spec: FieldSpec, node: Node) -> list[str]:
+    def _select(spec: FieldSpec, node: Node, cache: dict | None = None) -> list[str]:
         if spec.css:
             targets = node.css(spec.css) if spec.all else [node.css_first(spec.css)]
         else:
             targets = [node]
         out = []
         for target in targets:
-            if target is not None:
+            if target is not None and spec.label is not None:
+                texts = None
+                if cache is not None:  # one walk of the node's text for all its label fields
+                    texts = cache.setdefault(("#texts", target.key()), target.text_nodes())
+                out += labelled(target, spec.label, spec.all, texts)
+            elif target is not None:
                 value = target.attr(spec.attr) if spec.attr else target.text()
                 if value is not None:
                     out.append(value)
