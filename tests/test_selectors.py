@@ -147,3 +147,11 @@ def test_label_text_inside_script_or_a_comment_is_not_a_label(tmp_path, engine):
             '<!-- 房屋用途 --><i>y</i><p><span>房屋用途</span>商业</p></div></body></html>')
     rows = ex.parse(page_of(Request(f"{BASE}/list/", "list"), body)).rows
     assert rows[0]["extras"]["use"] == "商业"
+
+
+def test_label_is_refused_on_json_items():
+    from pathlib import Path
+
+    demo_api = str(Path(__file__).resolve().parent.parent / "config" / "demo-api.toml")
+    with pytest.raises(config.ConfigError, match="label"):
+        config.load(demo_api, ["fields.price_by_label.label=总价"], database_url="sqlite://")
