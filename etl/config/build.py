@@ -170,6 +170,8 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
         raise ck.fail("[run].engine", f"unknown engine {run['engine']!r} (use {', '.join(ENGINES)})")
     if run["start_method"] not in ("spawn", "forkserver", "fork"):
         raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
+    if run["parse_timeout"] <= 0:
+        raise ck.fail("[run].parse_timeout", "must be more than 0 seconds")
     if run["parse_processes"] < 0:
         raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
     for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("run", "frontier_memory"),

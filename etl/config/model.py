@@ -34,6 +34,7 @@ class FieldSpec:
     all: bool = False  # join every match with a space instead of taking the first
     required: bool = False  # missing or unreadable → no row and a failure, instead of NULL
     format: str | None = None  # date fields: a strptime format ("%d/%m/%Y") instead of year-month-day search
+    label: str | None = None  # the text next to the element whose text is this label (etl/parse/labels.py)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class RunSettings:
     max_pages: int = 0
     start_method: str = "spawn"
     frontier_memory: int = 200_000
+    parse_timeout: float = 60.0  # seconds one page may take to parse before its process is replaced
 
 
 @dataclass(frozen=True)

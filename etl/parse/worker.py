@@ -42,13 +42,18 @@ def init_worker(cfg: Config, domains: tuple[str, ...]) -> None:
 
 
 def _test_crash(url: str) -> None:
-    """Test hook (ETL_TEST_PARSE_CRASH): die like a segfaulting parser would — once, or on one URL."""
+    """Test hook (ETL_TEST_PARSE_CRASH): die like a segfaulting parser would — once, or on one URL — or
+    hang on one URL like a parser stuck in a quadratic tree build ("hang:<url part>")."""
     spec = os.environ.get("ETL_TEST_PARSE_CRASH")
     if not spec:
         return
     mode, _, arg = spec.partition(":")
     if mode == "url" and arg in url:
         os._exit(139)
+    if mode == "hang" and arg in url:
+        import time
+
+        time.sleep(3600)
     if mode == "once" and not os.path.exists(arg):
         open(arg, "w").close()
         os._exit(139)

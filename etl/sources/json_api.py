@@ -127,8 +127,9 @@ class JsonSource(HttpSource):
                 raise ck.fail(f"[fields.{f.name}].from", "a json source has no facets")
             if f.source == "detail" and cfg.source.detail_url is None:
                 raise ck.fail(f"[fields.{f.name}].from", "'detail' needs [source.json] detail = { url = … }")
-            if f.source in ("item", "page") and f.css:
-                raise ck.fail(f"[fields.{f.name}]", "fields of a JSON item are read by 'json' path, not 'css'")
+            if f.source in ("item", "page") and (f.css or f.label):
+                raise ck.fail(f"[fields.{f.name}]", "fields of a JSON item are read by 'json' path, not 'css' "
+                                                    "or 'label'")
 
     def plan(self, engine: Any) -> list[Request]:
         return [Request(u, LIST, {"page": 1}) for u in dict.fromkeys(self.start_urls)]
