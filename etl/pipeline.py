@@ -218,7 +218,8 @@ class Coordinator:
         self._start_writer()
         self._start_parsers()
         if self.source.fetches:
-            self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads)
+            self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads,
+                                    self.source.credentials())
         try:
             while True:
                 self._loop()

@@ -21,9 +21,9 @@ from etl.locks import NamedLock, SessionLock
 
 def mask_url(url: str) -> str:
     """A database URL safe to print and store: the password replaced by *** wherever it is written
-    (user:secret@host, a raw '@' inside the password, ?password=…)."""
+    (user:secret@host, a raw '@' inside the password, ?password=… / passwd / sslpassword / *token / *secret)."""
     out = re.sub(r"(://[^:/?#]*:)(.*)@(?=[^@]*$)", r"\1***@", url)
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&]*", r"\1***", out)
+    return re.sub(r"(?i)([?&](?:[a-z_]*pass(?:word|wd)?|pwd|[a-z_]*secret|[a-z_]*token)=)[^&]*", r"\1***", out)
 
 
 class Dialect:

@@ -25,7 +25,7 @@ from etl.errors import one_line
 from etl.fetch.watchdog import Deadline, Watchdog, WatchedAdapter
 from etl.items import Page, Request
 from etl.robots import Robots
-from etl.urls import allowed
+from etl.urls import allowed, origin_of
 
 log = logging.getLogger("etl.fetch")
 
@@ -95,8 +95,10 @@ class HostGate:
 
 
 class Fetcher:
-    def __init__(self, settings: FetchSettings, domains: tuple[str, ...], pool_size: int = 16) -> None:
+    def __init__(self, settings: FetchSettings, domains: tuple[str, ...], pool_size: int = 16,
+                 credentials: dict[str, tuple[str, str]] | None = None) -> None:
         self.total_timeout = settings.total_timeout
+        self.credentials = credentials or {}  # origin → (user, password): Basic auth for that origin only
         self.domains = domains
         self.user_agent = settings.user_agent
         self.timeout = (settings.connect_timeout, settings.read_timeout)
@@ -138,12 +140,13 @@ class Fetcher:
         """GET url on this thread's session: streamed, no redirects followed, cookies kept by the session."""
         s = self.session()
         template = self.local.template
+        auth = self.credentials.get(origin_of(url)) if self.credentials else None
         if template is None:
-            return s.get(url, timeout=self.timeout, stream=True, allow_redirects=False)
+            return s.get(url, timeout=self.timeout, stream=True, allow_redirects=False, auth=auth)
         prepared = template.copy()
         prepared.prepare_url(url, None)
-        if "@" in url:  # maybe user:password@host: Basic auth, as Session.request would apply it
-            prepared.prepare_auth(None, prepared.url)
+        if auth or "@" in url:  # the start URL's user:password for this origin, or one in the URL itself
+            prepared.prepare_auth(auth, prepared.url)
         if len(s.cookies):
             prepared.prepare_cookies(s.cookies)
         return s.send(prepared, timeout=self.timeout, stream=True, allow_redirects=False, verify=s.verify,
@@ -173,7 +176,8 @@ class Fetcher:
             for _ in range(6):
                 with self.watchdog.guard(self.total_timeout) as deadline:
                     try:
-                        with self.session().get(url, timeout=self.timeout, stream=True, allow_redirects=False) as r:
+                        with self.session().get(url, timeout=self.timeout, stream=True, allow_redirects=False,
+                                                auth=self.credentials.get(origin_of(url))) as r:
                             if r.status_code in REDIRECTS and r.headers.get("location"):
                                 url = urljoin(url, r.headers["location"])
                                 if not allowed(url, self.domains):

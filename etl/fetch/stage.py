@@ -28,7 +28,8 @@ class Sent:
     waiting: bool = False
 
 
-def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads: int) -> None:
+def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads: int,
+                credentials: dict[str, tuple[str, str]] | None = None) -> None:
     """The fetch stage's own process: a thread pool of Fetchers. Requests arrive in lists; results leave
     in bundles sent by one sender thread, so a fetch thread never waits for the pipe or for another
     thread's send (a lock around the pipe made 16 threads queue behind each other for the GIL).
@@ -40,7 +41,7 @@ def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fetcher = Fetcher(settings, domains, pool_size=threads)
+    fetcher = Fetcher(settings, domains, pool_size=threads, credentials=credentials)
     done: queue.SimpleQueue = queue.SimpleQueue()  # at most a result and a few Sent per request in flight
 
     def run(request: Request) -> None:
@@ -91,14 +92,17 @@ def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads
 class FetchStage:
     """The fetch thread pool, in a process of its own so that its GIL does nothing but fetch."""
 
-    def __init__(self, ctx, settings: FetchSettings, domains: tuple[str, ...], threads: int) -> None:
+    def __init__(self, ctx, settings: FetchSettings, domains: tuple[str, ...], threads: int,
+                 credentials: dict[str, tuple[str, str]] | None = None) -> None:
         self.ctx, self.settings, self.domains, self.threads = ctx, settings, domains, threads
+        self.credentials = credentials or {}
         self.sent: list[Sent] = []
         self._spawn()
 
     def _spawn(self) -> None:
         self.conn, child = self.ctx.Pipe()
-        self.process = self.ctx.Process(target=_stage_main, args=(child, self.settings, self.domains, self.threads),
+        self.process = self.ctx.Process(target=_stage_main, args=(child, self.settings, self.domains, self.threads,
+                                                                       self.credentials),
                                         daemon=True, name="etl-fetch")
         self.process.start()
         child.close()
