@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         state, stats = run_job(cfg, fresh=args.fresh, progress=Progress(enabled=not args.quiet))
-    except DatabaseError as exc:
+    except (DatabaseError, config_mod.ConfigError) as exc:  # the database, or a plugin found wanting at start
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except RunFailed as exc:

@@ -25,6 +25,7 @@ from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
 from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
+from etl.plugins import load_plugin
 from etl.progress import Progress
 from etl.runs import RunState, close_run, count_failures, finish_run, open_run
 from etl.sources import source_for
@@ -321,6 +322,8 @@ class Coordinator:
 def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) -> tuple[RunState, Stats]:
     """Run one job to the end (or to a signal). Raises RunFailed for a run that could not finish."""
     progress = progress or Progress()
+    if cfg.transform.type == "plugin":  # imported when the run starts, not when the config is read
+        load_plugin(cfg.transform.plugin)
     source = source_for(cfg)
     try:
         state = open_run(cfg, fresh, source)

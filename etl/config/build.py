@@ -26,6 +26,7 @@ from etl.config.model import (
 )
 from etl.dialects import url_problem
 from etl.parse.engines import ENGINES
+from etl.plugins import plugin_name_problem
 from etl.sources import REGISTRY, source_class
 
 _TOP = {"job", "source", "crawl", "items", "fields", "target", "transform", "run", "politeness", "database"}
@@ -144,9 +145,9 @@ def build(raw: dict[str, Any], path: str) -> Config:
     if transform.type not in ("none", "stock_mentions", "plugin"):
         raise ck.fail("[transform].type", f"unknown transform {transform.type!r} (use none, stock_mentions or plugin)")
     if transform.type == "plugin":
-        if not transform.plugin or not re.fullmatch(r"[\w.]+:\w+", transform.plugin):
-            raise ck.fail("[transform].plugin", "name the function as 'package.module:function'")
-        _check_plugin(transform.plugin, ck)
+        problem = plugin_name_problem(transform.plugin)
+        if problem:  # only the form: the module is imported when the run starts, never while loading
+            raise ck.fail("[transform].plugin", problem)
 
     run, fetch, database = _settings(raw, ck)
     cfg = Config(
@@ -215,17 +216,3 @@ def _target(raw: dict[str, Any], fields: dict[str, Any], ck: Checker):
     if len(names) != len(fields):
         raise ck.fail("[fields]", f"two fields differ only in case; they would be one column of {table}")
     return target_spec(table, key, {n: f.type for n, f in fields.items()})
-
-
-def _check_plugin(name: str, ck: Checker) -> None:
-    import importlib
-
-    module, _, func = name.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise ck.fail("[transform].plugin", f"cannot import {name}: {exc}") from None
-    if not callable(fn):
-        raise ck.fail("[transform].plugin", f"{name} is not a function")
-
-

@@ -28,10 +28,9 @@ def init_worker(cfg: Config, domains: tuple[str, ...]) -> None:
     _state["cfg"] = cfg
     _state["reader"] = source_for(cfg).reader(domains)
     if cfg.transform.type == "plugin":
-        import importlib
+        from etl.plugins import load_plugin
 
-        module, _, func = cfg.transform.plugin.partition(":")
-        _state["plugin"] = getattr(importlib.import_module(module), func)
+        _state["plugin"] = load_plugin(cfg.transform.plugin)
     if cfg.transform.type == "stock_mentions":
         from etl.stocks.dictionary import load_stocks
         from etl.stocks.matcher import StockMatcher
