@@ -59,6 +59,9 @@ def _load_stocks(engine, url: str) -> None:
 def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
     """Migrate, take the job's lock, prepare the source (demo site, seeded table, download), then create
     or resume the run. The lock is held until `close_run`: one job, one run at a time, on any machine."""
+    problem = dialect_for(cfg.database_url).writable_problem(cfg.database_url)
+    if problem:
+        raise db.DatabaseError(problem)
     db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
     lock = take_job_lock(cfg)
     try:

@@ -108,6 +108,11 @@ class Dialect:
     def begin_read_only(self, conn) -> None:
         """Make the transaction just begun on `conn` read-only (a source's `where` is raw SQL)."""
 
+    def writable_problem(self, url: str) -> str | None:
+        """Why the database cannot take writes right now (locked, read-only), asked once before a run so that
+        the answer is one line at once rather than a traceback after the busy timeout; None when it can."""
+        return None
+
     # ------------------------------------------------------------------------------------ locks
     def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
         """SQL that takes (without waiting; true when taken) and frees a lock named `name` for the session."""
