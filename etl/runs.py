@@ -62,7 +62,7 @@ def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
     problem = dialect_for(cfg.database_url).writable_problem(cfg.database_url)
     if problem:
         raise db.DatabaseError(problem)
-    db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
+    db.upgrade(cfg.database_url, cfg.database.connect_wait)  # raises DatabaseError with a one-line message
     lock = take_job_lock(cfg)
     try:
         source.prepare()

@@ -179,6 +179,8 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
                          ("politeness", "per_host"), ("politeness", "max_bytes")):
         if settings[section][key] < 1:
             raise ck.fail(f"[{section}].{key}", "must be at least 1")
+    if db["connect_wait"] < 0:
+        raise ck.fail("[database].connect_wait", "must be 0 (do not wait) or more seconds")
     if pol["retries"] < 0:
         raise ck.fail("[politeness].retries", "must be 0 (one attempt, no retry) or more: it counts the "
                                               "retries after the first attempt")

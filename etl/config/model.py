@@ -133,6 +133,7 @@ class DatabaseSettings:
 
     url: str = "sqlite:///etl.db"
     retry_seconds: float = 60.0
+    connect_wait: float = 0.0  # seconds a run start retries a refused connection (a database still starting)
 
 
 @dataclass(frozen=True)
