@@ -168,7 +168,10 @@ class _JsonReader:
             return result
         page_raw = {f.name: self._value(f, doc, page.url) for f in self.page_fields}
         for item in items:
-            self._item(page, item, page_raw, result)
+            try:
+                self._item(page, item, page_raw, result)
+            except RecursionError:  # a value nested too deeply to turn into text: that item only
+                result.item_errors.append("item: a value is nested too deeply to read")
         result.links += self._next(page, doc, len(items), result.warnings)
         return result
 
@@ -178,6 +181,9 @@ class _JsonReader:
         except (ValueError, UnicodeDecodeError) as exc:
             ctype = page.headers.get("content-type", "").split(";")[0]
             result.error = f"not a JSON response (Content-Type {ctype or 'none'}): {str(exc)[:120]}"
+            return None
+        except RecursionError:  # as an HTML page nested past the limit: refused, never a crashed worker
+            result.error = "the JSON response is nested too deeply to read"
             return None
 
     def _value(self, spec, node: Any, base: str) -> str | None:
