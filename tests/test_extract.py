@@ -436,7 +436,7 @@ def parse_sub(path: str, engine: str, body: str, url: str = f"{BASE}/list/a/") -
 def test_item_fields_all_options(engine, unit_cfg_path):
     parsed = parse_sub(unit_cfg_path, engine, ITEMS)
     assert parsed.error is None
-    assert parsed.skipped == 2  # the ad and the item without a key
+    assert parsed.skipped == 1 and parsed.keyless == 1  # the ad (a rule), the item without a key (not one)
     assert [r["listing_id"] for r in parsed.rows] == ["101", "102"]
     full, bare = parsed.rows
     assert full["source"] == "unit" and full["city"] == "bj"
@@ -679,7 +679,7 @@ def test_detail_merge_carries_list_fields_through_meta(detail_extractor):
                '</ul></body></html>')
     parsed = ex.parse(page_of(Request(f"{BASE}/list/", "list"), listing))
     assert parsed.rows == []
-    assert parsed.skipped == 2  # items without a (matching) detail link
+    assert parsed.keyless == 2 and parsed.skipped == 0  # items without a (matching) detail link
     assert len(parsed.links) == 1
     req = parsed.links[0]
     assert req.url == f"{BASE}/d/7.html" and req.kind == "detail"
@@ -735,7 +735,7 @@ def test_blank_key_is_skipped(engine, unit_cfg_path):
             '<li data-id="3">c</li></ul></body></html>')
     parsed = parse_sub(unit_cfg_path, engine, body)
     assert [r["listing_id"] for r in parsed.rows] == ["3"]
-    assert parsed.skipped == 2
+    assert parsed.keyless == 2 and parsed.skipped == 0
 
 
 def test_unjoinable_or_overlong_links_are_skipped_not_fatal():
