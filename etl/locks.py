@@ -16,7 +16,9 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 POLL = 0.2  # seconds between tries while waiting for a lock
 
@@ -126,9 +128,10 @@ class SessionLock(NamedLock):
     connection of its own, in autocommit, for as long as the lock is; the server frees it when the session
     ends, however the process ended."""
 
-    def __init__(self, url: str, name: str, take: str, free: str, params: dict, wait: float = 0.0) -> None:
+    def __init__(self, connect: Callable[[], Any], name: str, take: str, free: str, params: dict,
+                 wait: float = 0.0) -> None:
         super().__init__(name, wait)
-        self.url, self.take, self.free, self.params = url, take, free, params
+        self.connect, self.take, self.free, self.params = connect, take, free, params  # connect() → an Engine
         self._engine = None
         self._conn = None
         self._taken = False
@@ -137,9 +140,7 @@ class SessionLock(NamedLock):
         from sqlalchemy import text
 
         if self._conn is None:
-            from etl.db import make_engine
-
-            self._engine = make_engine(self.url, pool_size=1, max_overflow=0)
+            self._engine = self.connect()
             self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._taken = bool(self._conn.execute(text(self.take), self.params).scalar())
         return self._taken

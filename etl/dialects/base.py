@@ -122,7 +122,7 @@ class Dialect:
         """A lock held until released or until this process dies (etl/locks.py): a job runs once at a time,
         migrations run one at a time."""
         take, free, params = self.lock_statements(name)
-        return SessionLock(url, name, take, free, params)
+        return SessionLock(lambda: self.create_engine(url, pool_size=1, max_overflow=0), name, take, free, params)
 
 
 def strip_nul(value: Any) -> Any:
