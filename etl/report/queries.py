@@ -144,12 +144,15 @@ def _nice_width(span: float) -> int:
 
 
 def histogram(prices: list[int]) -> Histogram:
-    """Bins over the middle 99% of the (sorted) prices: one absurd value from a bad page must not squash
-    every other bar into one; what falls outside is counted and said."""
+    """Bins over the whole range of the (sorted) prices, or over their middle 99% when a few outliers
+    stretch the range past three times that: one absurd value from a bad page must not squash every other
+    bar into one. What falls outside is counted and said."""
     if not prices:
         return Histogram([], 0, 0)
-    lo_q = prices[int(0.005 * (len(prices) - 1))]
-    hi_q = prices[math.ceil(0.995 * (len(prices) - 1))]
+    lo_q, hi_q = prices[0], prices[-1]
+    mid_lo, mid_hi = prices[int(0.005 * (len(prices) - 1))], prices[math.ceil(0.995 * (len(prices) - 1))]
+    if hi_q - lo_q > 3 * (mid_hi - mid_lo):
+        lo_q, hi_q = mid_lo, mid_hi
     width = _nice_width(hi_q - lo_q)
     start, end = (lo_q // width) * width, (hi_q // width + 1) * width
     counts = [0] * ((end - start) // width)
