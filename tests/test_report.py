@@ -5,6 +5,7 @@ describe them; without them the report says so instead of failing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -28,8 +29,20 @@ from tests.test_e2e_stocks import run_sql_job
 
 LISTINGS, DAYS, JOB = 400, (0, 1, 2), "demo-listings"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium); "
-                                                             "CI installs it")
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The browser, or a skip that says why (a failure when ETL_REQUIRE_CHROMIUM=1, as in CI)."""
+    if CHROMIUM is None:
+        why = "no chromium on PATH (Debian: apt-get install chromium), needed to open the report"
+        if os.environ.get("ETL_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"ETL_REQUIRE_CHROMIUM=1 but {why}")
+        pytest.skip(why)
+    return CHROMIUM
+
+
+needs_chromium = pytest.mark.usefixtures("chromium")
 COUNTS = ("new", "changed", "unchanged", "delisted", "relisted")
 
 
@@ -112,7 +125,8 @@ def add_history(url: str, run_ids: list[int]) -> None:
         for run_id, c in counts.items():
             conn.execute(text(f"UPDATE runs SET {', '.join(f'{q(k)} = :{k}' for k in c)} WHERE id = :i"),
                          {**c, "i": run_id})
-        conn.execute(text("ALTER TABLE listings ADD COLUMN delisted_at TIMESTAMP"))
+        stamp = "DATETIME" if engine.dialect.name in ("mysql", "mariadb") else "TIMESTAMP"
+        conn.execute(text(f"ALTER TABLE listings ADD COLUMN delisted_at {stamp}"))
         last = [t["listing_id"] for t in DemoSite(SiteOptions(listings=LISTINGS, day=DAYS[-1])).truth("bj")]
         conn.execute(text("UPDATE listings SET delisted_at = last_seen WHERE listing_id NOT IN :ids")
                      .bindparams(_expanding("ids")), {"ids": last})
@@ -131,10 +145,11 @@ def sql_medians(url: str) -> dict[str, float]:
         sql = ("SELECT district, percentile_cont(0.5) WITHIN GROUP (ORDER BY unit_price) AS m FROM listings "
                "WHERE delisted_at IS NULL AND unit_price IS NOT NULL GROUP BY district")
     else:  # the middle one or two of each district's sorted prices
+        half = "DIV 2" if url.startswith("mysql") else "/ 2"  # whole-number division
         sql = ("SELECT district, avg(unit_price) AS m FROM (SELECT district, unit_price, row_number() OVER "
                "(PARTITION BY district ORDER BY unit_price) AS rn, count(*) OVER (PARTITION BY district) AS c "
                "FROM listings WHERE delisted_at IS NULL AND unit_price IS NOT NULL) AS t "
-               "WHERE rn IN ((c + 1) / 2, (c + 2) / 2) GROUP BY district")
+               f"WHERE rn IN ((c + 1) {half}, (c + 2) {half}) GROUP BY district")
     return {r["district"]: float(r["m"]) for r in table(url, sql)}
 
 
@@ -190,9 +205,10 @@ def check_listings_report(url: str, dom: BeautifulSoup) -> None:
 
 
 @needs_chromium
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                     pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_listings_report_renders_and_equals_the_sql(backend: str, request, tmp_path: Path) -> None:
-    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgres": "pg_url"}[backend])
+    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgres": "pg_url", "mysql": "mysql_url"}[backend])
     add_history(url, crawl_days(url))
     dom = report(url, tmp_path, "--job", JOB)
     assert [s["id"] for s in dom.select("section")] == ["districts", "prices", "history", "runs"]

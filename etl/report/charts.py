@@ -42,22 +42,22 @@ def histogram_chart(bins: list[Bin]) -> dict[str, Any]:
 
 
 def history_chart(history: History) -> dict[str, Any]:
-    """Price cuts and raises per day (bars, cuts below zero) and the median change in percent (line)."""
+    """Price cuts and raises per day (bars, cuts below zero) over the median change in percent (line),
+    on one ordinal day axis: runs are daily events, not a continuum."""
     values = []
     for d in history.days:
         values.append({"day": d.day.isoformat(), "kind": "raises", "listings": d.raises})
         values.append({"day": d.day.isoformat(), "kind": "cuts", "listings": -d.cuts})
+    day = alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0))
     bars = alt.Chart(alt.Data(values=values)).mark_bar().encode(
-        x=alt.X("day:T", title=None, timeUnit="yearmonthdate"),
-        y=alt.Y("listings:Q", title="listings (cuts below zero)"),
+        x=day, y=alt.Y("listings:Q", title="listings (cuts below zero)"),
         color=alt.Color("kind:N", scale=alt.Scale(domain=["cuts", "raises"], range=["#e45756", "#54a24b"])),
-        tooltip=["day:T", "kind:N", "listings:Q"]).properties(width=WIDTH, height=200)
+        tooltip=["day:O", "kind:N", "listings:Q"]).properties(width=WIDTH, height=200)
     pct = alt.Data(values=[{"day": d.day.isoformat(), "median_change_pct": d.median_change_pct}
                            for d in history.days])
     line = alt.Chart(pct).mark_line(point=True, color="#72b7b2").encode(
-        x=alt.X("day:T", title="day", timeUnit="yearmonthdate"),
-        y=alt.Y("median_change_pct:Q", title="median change (%)"),
-        tooltip=["day:T", "median_change_pct:Q"]).properties(width=WIDTH, height=140)
+        x=day, y=alt.Y("median_change_pct:Q", title="median change (%)"),
+        tooltip=["day:O", "median_change_pct:Q"]).properties(width=WIDTH, height=140)
     return _spec(alt.vconcat(bars, line))
 
 
@@ -71,7 +71,8 @@ def runs_chart(kinds: list[str], runs: list[RunCount]) -> dict[str, Any]:
     return _spec(alt.Chart(alt.Data(values=values)).mark_bar().encode(
         x=alt.X("run:N", sort=order, title=None),
         xOffset=alt.XOffset("kind:N", sort=shown),
-        y=alt.Y("listings:Q", title="listings"),
+        # symlog: a first run's thousands of new listings and a night's handful both stay readable
+        y=alt.Y("listings:Q", title="listings (symlog scale)", scale=alt.Scale(type="symlog")),
         color=alt.Color("kind:N", sort=shown),
         tooltip=["run:N", "started:N", "kind:N", "listings:Q"]).properties(width=WIDTH, height=240))
 
@@ -87,11 +88,13 @@ def stocks_chart(rows: list[Stock]) -> dict[str, Any]:
 
 
 def sentiment_chart(points: list[Sentiment]) -> dict[str, Any]:
+    """One small chart per stock (overlaid daily lines of five stocks are unreadable), on a shared scale."""
     data = alt.Data(values=[{"stock": f"{p.code} {p.name}", "day": p.day.isoformat(), "articles": p.articles,
                              "avg_score": p.avg_score} for p in points])
+    order = list(dict.fromkeys(f"{p.code} {p.name}" for p in points))
     return _spec(alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("day:T", title="day", timeUnit="yearmonthdate"),
-        y=alt.Y("avg_score:Q", title="mean sentiment of the day's articles"),
-        color=alt.Color("stock:N", title=None),
+        y=alt.Y("avg_score:Q", title="mean sentiment"),
+        color=alt.Color("stock:N", sort=order, legend=None),
         tooltip=["stock:N", "day:T", "articles:Q", alt.Tooltip("avg_score:Q", format=".3f")],
-    ).properties(width=WIDTH, height=260))
+    ).properties(width=WIDTH, height=90).facet(row=alt.Row("stock:N", sort=order, title=None)))

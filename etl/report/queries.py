@@ -253,7 +253,9 @@ def sentiment(t: Tables, job: str | None, top: list[Stock]) -> list[Sentiment]:
     query = (select(m.c.stock_code, m.c.news_date, func.count(), func.avg(m.c.score)).where(*where)
              .group_by(m.c.stock_code, m.c.news_date).order_by(m.c.stock_code, m.c.news_date))
     with t.engine.connect() as conn:
-        return [Sentiment(c, names[c], _day(d), int(n), _float(avg)) for c, d, n, avg in conn.execute(query)]
+        points = [Sentiment(c, names[c], _day(d), int(n), _float(avg)) for c, d, n, avg in conn.execute(query)]
+    rank = {code: i for i, code in enumerate(names)}
+    return sorted(points, key=lambda p: (rank[p.code], p.day))  # the most-mentioned first
 
 
 def totals(t: Tables, job: str | None) -> tuple[int, int]:
