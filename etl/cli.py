@@ -226,7 +226,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"wrote {report.path} ({report.charts} charts: {', '.join(report.sections)})")
+    print(f"wrote {report.path}: {report.charts} charts; sections {', '.join(report.sections)}")
     return EXIT_OK
 
 

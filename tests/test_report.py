@@ -5,6 +5,7 @@ describe them; without them the report says so instead of failing."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
-from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, String, Table, insert, text
+from sqlalchemy import Column, DateTime, Integer, MetaData, Numeric, String, Table, bindparam, insert, text
 
 from etl import cli
 from etl.db import make_engine
 from etl.demo.days import day_date, site_changes
 from etl.demo.site import DemoSite, SiteOptions
-from etl.report.queries import NO_DISTRICT
+from etl.report.page import _json_in_script
+from etl.report.queries import NO_DISTRICT, histogram
 from tests.conftest import ROOT
 from tests.test_e2e_listings import table
 from tests.test_e2e_stocks import run_sql_job
@@ -129,14 +131,8 @@ def add_history(url: str, run_ids: list[int]) -> None:
         conn.execute(text(f"ALTER TABLE listings ADD COLUMN delisted_at {stamp}"))
         last = [t["listing_id"] for t in DemoSite(SiteOptions(listings=LISTINGS, day=DAYS[-1])).truth("bj")]
         conn.execute(text("UPDATE listings SET delisted_at = last_seen WHERE listing_id NOT IN :ids")
-                     .bindparams(_expanding("ids")), {"ids": last})
+                     .bindparams(bindparam("ids", expanding=True)), {"ids": last})
     engine.dispose()
-
-
-def _expanding(name: str):
-    from sqlalchemy import bindparam
-
-    return bindparam(name, expanding=True)
 
 
 # ------------------------------------------------------------------ our own SQL for what the page shows
@@ -249,9 +245,11 @@ def test_news_report_most_mentioned_and_daily_sentiment(sqlite_url: str, tmp_pat
         (r["stock_code"], r["n"], r["m"]) for r in top]
     assert [float(r["avg_score"]) for r in shown] == pytest.approx([r["s"] for r in top], abs=1e-12)
     assert marks(dom, "stocks") == len(top)
-    daily = table(sqlite_url, "SELECT stock_code, news_date, articles, avg_score FROM stock_daily_sentiment "
-                              "WHERE stock_code IN :c AND news_date IS NOT NULL".replace(
-                                  ":c", "(" + ",".join(f"'{r['stock_code']}'" for r in top[:5]) + ")"))
+    with make_engine(sqlite_url).connect() as conn:
+        daily = [dict(r._mapping) for r in conn.execute(text(
+            "SELECT stock_code, news_date, articles, avg_score FROM stock_daily_sentiment "
+            "WHERE stock_code IN :c AND news_date IS NOT NULL").bindparams(bindparam("c", expanding=True)),
+            {"c": [r["stock_code"] for r in top[:5]]})]
     got = {(r["code"], r["day"]): (int(r["articles"]), float(r["avg_score"])) for r in figures(dom, "sentiment")}
     assert got.keys() == {(d["stock_code"], str(d["news_date"])[:10]) for d in daily}
     for d in daily:
@@ -269,3 +267,19 @@ def test_report_refuses_a_missing_database_or_an_unknown_job(tmp_path: Path, sql
     assert cli.main(["report", "--db", sqlite_url, "--job", "nope", "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
     assert "job 'nope' has no listings and no stock mentions" in err and JOB in err and err.count("\n") == 1
+
+
+def test_histogram_keeps_outliers_out_of_the_range_but_counts_them() -> None:
+    """One absurd price (a bad page) must not squash every bar into one; nothing is dropped silently."""
+    prices = sorted([30_000 + 37 * i % 20_000 for i in range(1000)] + [9_000_000])
+    h = histogram(prices)
+    assert h.bins[-1].hi <= 60_000 and (h.below, h.above) == (0, 1)
+    assert sum(b.listings for b in h.bins) + h.below + h.above == len(prices)
+    plain = histogram(prices[:-1])  # without the outlier: the whole range, nothing left out
+    assert (plain.below, plain.above) == (0, 0) and plain.bins[0].lo <= prices[0] < plain.bins[-1].hi
+    assert histogram([41_000] * 5).bins == [type(h.bins[0])(41_000, 41_001, 5)]
+
+
+def test_json_in_the_page_cannot_close_its_script() -> None:
+    out = _json_in_script({"district": "</script><!-- x"})
+    assert "</" not in out and "<!--" not in out and json.loads(out) == {"district": "</script><!-- x"}
