@@ -230,14 +230,17 @@ def test_without_history_it_says_so_and_hostile_names_stay_text(sqlite_url: str,
 
 
 @needs_chromium
-def test_news_report_most_mentioned_and_daily_sentiment(sqlite_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_news_report_most_mentioned_and_daily_sentiment(backend: str, request, tmp_path: Path) -> None:
     from etl.sources.news_seed import seed_news
 
-    seed_news(sqlite_url, 600, processes=1)
-    run_sql_job(sqlite_url)
-    dom = report(sqlite_url, tmp_path, "--job", "news-stocks")
+    url = request.getfixturevalue({"sqlite": "url", "postgres": "pg_url"}[backend])
+
+    seed_news(url, 600, processes=1)
+    run_sql_job(url)
+    dom = report(url, tmp_path, "--job", "news-stocks")
     assert [s["id"] for s in dom.select("section")] == ["stocks", "sentiment"]
-    want = table(sqlite_url, "SELECT stock_code, count(*) AS n, sum(mention_count) AS m, avg(score) AS s "
+    want = table(url, "SELECT stock_code, count(*) AS n, sum(mention_count) AS m, avg(score) AS s "
                              "FROM stock_mentions WHERE source = 'news-stocks' GROUP BY stock_code")
     top = sorted(want, key=lambda r: (-r["n"], r["stock_code"]))[:20]
     shown = figures(dom, "stocks")
@@ -245,7 +248,7 @@ def test_news_report_most_mentioned_and_daily_sentiment(sqlite_url: str, tmp_pat
         (r["stock_code"], r["n"], r["m"]) for r in top]
     assert [float(r["avg_score"]) for r in shown] == pytest.approx([r["s"] for r in top], abs=1e-12)
     assert marks(dom, "stocks") == len(top)
-    with make_engine(sqlite_url).connect() as conn:
+    with make_engine(url).connect() as conn:
         daily = [dict(r._mapping) for r in conn.execute(text(
             "SELECT stock_code, news_date, articles, avg_score FROM stock_daily_sentiment "
             "WHERE stock_code IN :c AND news_date IS NOT NULL").bindparams(bindparam("c", expanding=True)),
