@@ -234,8 +234,7 @@ def test_without_history_it_says_so_and_hostile_names_stay_text(sqlite_url: str,
 def test_news_report_most_mentioned_and_daily_sentiment(backend: str, request, tmp_path: Path) -> None:
     from etl.sources.news_seed import seed_news
 
-    url = request.getfixturevalue({"sqlite": "url", "postgres": "pg_url"}[backend])
-
+    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgres": "pg_url"}[backend])
     seed_news(url, 600, processes=1)
     run_sql_job(url)
     dom = report(url, tmp_path, "--job", "news-stocks")
