@@ -285,3 +285,20 @@ def test_histogram_keeps_outliers_out_of_the_range_but_counts_them() -> None:
 def test_json_in_the_page_cannot_close_its_script() -> None:
     out = _json_in_script({"district": "</script><!-- x"})
     assert "</" not in out and "<!--" not in out and json.loads(out) == {"district": "</script><!-- x"}
+
+
+def test_the_javascript_bundle_is_built_once_and_then_read_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    from etl.report.page import vega_bundle
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    vega_bundle.cache_clear()
+    try:
+        built = vega_bundle()
+        assert "vegaEmbed" in built and len(built) > 100_000
+        (cached,) = (tmp_path / "etl-crawl").glob("vega-embed-*.js")
+        assert cached.read_text(encoding="utf-8") == built
+        cached.write_text("window.vegaEmbed = 'from the cache';", encoding="utf-8")
+        vega_bundle.cache_clear()
+        assert vega_bundle() == "window.vegaEmbed = 'from the cache';"
+    finally:
+        vega_bundle.cache_clear()  # the other tests' pages get the real bundle

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 PAGE_JS = """
@@ -51,14 +53,30 @@ class Section:
 
 @cache
 def vega_bundle() -> str:
-    """vega + vega-lite + vega-embed as one script, for the Vega-Lite version Altair writes (once per
-    process: bundling takes seconds)."""
+    """vega + vega-lite + vega-embed as one script, for the Vega-Lite version Altair writes. Bundling takes
+    seconds (7–13 s measured here), so the result is kept in the user's cache directory, keyed by the
+    versions; a cache that cannot be written only costs the time again."""
     import altair as alt
     import vl_convert as vlc
 
     wanted = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
     known = vlc.get_vegalite_versions()
-    return vlc.javascript_bundle(vl_version=wanted if wanted in known else known[-1])
+    version = wanted if wanted in known else known[-1]
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "etl-crawl"
+    path = cache_dir / f"vega-embed-{vlc.get_vega_embed_version()}-vega-{vlc.get_vega_version()}-vl-{version}.js"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    bundle = vlc.javascript_bundle(vl_version=version)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(bundle, encoding="utf-8")
+        tmp.replace(path)  # whole or absent: two reports at once never read half a bundle
+    except OSError:
+        pass
+    return bundle
 
 
 def _json_in_script(value: Any) -> str:
