@@ -197,6 +197,39 @@ def cmd_stocks_refresh(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML page of charts over what a job wrote (etl/report/); it only reads."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from etl.dialects.base import mask_url
+    from etl.errors import one_line
+    from etl.report import NothingToReport, build_report
+
+    url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        print(f"error: not a database URL: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        print(f"error: no database at {mask_url(url)} (run a job first, or pass --db)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        report = build_report(url, args.job, Path(args.output))
+    except NothingToReport as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SQLAlchemyError as exc:
+        print(f"error: cannot read {mask_url(url)}: {one_line(exc, 500)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote {report.path}: {report.charts} charts; sections {', '.join(report.sections)}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="etl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -254,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="news.csv, news.tsv, news.jsonl or news.parquet")
     export.add_argument("--seed", type=int, default=0)
     export.set_defaults(func=cmd_export_news)
+
+    report = sub.add_parser("report", help="write an HTML page of charts over what a job wrote")
+    report.add_argument("--db", help="database URL (default: ETL_DATABASE_URL or sqlite:///etl.db)")
+    report.add_argument("--job", help="only this job's rows (default: every job in the database)")
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
+    report.set_defaults(func=cmd_report)
 
     stocks = sub.add_parser("stocks", help="the A-share stock list").add_subparsers(dest="stocks_command",
                                                                                      required=True)
