@@ -198,3 +198,33 @@ def test_updated_must_be_a_column_name(tmp_path: Path) -> None:
 
     with pytest.raises(config.ConfigError, match="plain table/column name"):
         config.load(job_file(tmp_path, updated="updated_at; DROP TABLE news"))
+
+
+def test_a_resumed_run_reads_the_window_it_planned(tmp_path: Path, sqlite_url: str) -> None:
+    """Rows arriving while a run is unfinished are the next run's; the cursor moves when it succeeds."""
+    make_news(sqlite_url, 10)
+    path = job_file(tmp_path)
+    assert run(sqlite_url, path) == 0
+    add(sqlite_url, [11, 12, 13], stamp=T1)
+    assert run(sqlite_url, path, "--set", "run.max_pages=1") == 1
+    cut = last_run(sqlite_url)["id"]
+    execute(sqlite_url, "UPDATE runs SET status = 'interrupted' WHERE id = :i", [{"i": cut}])  # as after SIGTERM
+    add(sqlite_url, [14, 15], stamp=T1)
+    assert run(sqlite_url, path) == 0
+    resumed = last_run(sqlite_url)
+    assert resumed["id"] == cut and resumed["pages_ok"] == 3 and read_by(sqlite_url, cut) == {"11", "12", "13"}
+    assert run(sqlite_url, path) == 0
+    assert last_run(sqlite_url)["pages_ok"] == 2 and read_by(sqlite_url, last_run(sqlite_url)["id"]) == {"14", "15"}
+
+
+def test_rows_the_cursor_cannot_place_are_read_every_run(tmp_path: Path, sqlite_url: str) -> None:
+    """A NULL key sorts nowhere and a NULL `updated` says nothing about change: such rows are read again
+    by every run rather than never."""
+    make_news(sqlite_url, 6)
+    execute(sqlite_url, "UPDATE news SET k = NULL WHERE id IN (1, 2)")
+    execute(sqlite_url, "UPDATE news SET updated_at = NULL WHERE id = 5")
+    path = job_file(tmp_path, key="k")
+    assert run(sqlite_url, path) == 0
+    assert read_by(sqlite_url, last_run(sqlite_url)["id"]) == {"1", "2", "3", "4", "5", "6"}
+    assert run(sqlite_url, path) == 0
+    assert read_by(sqlite_url, last_run(sqlite_url)["id"]) == {"1", "2", "5"}
