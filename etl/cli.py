@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     started = time.monotonic()
     try:
-        state, stats = run_job(cfg, fresh=args.fresh, progress=Progress(enabled=not args.quiet))
+        state, stats = run_job(cfg, fresh=args.fresh, progress=Progress(enabled=not args.quiet), full=args.full)
     except (DatabaseError, config_mod.ConfigError) as exc:  # the database, or a plugin found wanting at start
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a setting, e.g. --set city=sh or --set run.fetch_threads=32")
     run.add_argument("--db", help="database URL (overrides the config and ETL_DATABASE_URL)")
     run.add_argument("--fresh", action="store_true", help="start over instead of resuming an unfinished run")
+    run.add_argument("--full", action="store_true",
+                     help="a sql source reads every row, not only those added or changed since the last "
+                          "successful run (starts a new run, like --fresh)")
     run.add_argument("--quiet", action="store_true", help="no progress or info lines: warnings, errors and the summary")
     run.set_defaults(func=cmd_run)
 

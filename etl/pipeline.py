@@ -319,14 +319,18 @@ class Coordinator:
         return previous
 
 
-def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) -> tuple[RunState, Stats]:
-    """Run one job to the end (or to a signal). Raises RunFailed for a run that could not finish."""
+def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None,
+            full: bool = False) -> tuple[RunState, Stats]:
+    """Run one job to the end (or to a signal). Raises RunFailed for a run that could not finish.
+    `full` (etl run --full): a sql source reads every row, not only those since its cursor — a new
+    run, as with `fresh`, since an unfinished one reads the window it planned."""
     progress = progress or Progress()
     if cfg.transform.type == "plugin":  # imported when the run starts, not when the config is read
         load_plugin(cfg.transform.plugin)
     source = source_for(cfg)
+    source.full = full
     try:
-        state = open_run(cfg, fresh, source)
+        state = open_run(cfg, fresh or full, source)
     except BaseException:
         source.close()
         raise

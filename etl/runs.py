@@ -224,11 +224,20 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
                 stats.pages_ok, stats.pages_failed = by_state.get("done", 0), by_state.get("failed", 0)
                 values.update(pages_ok=stats.pages_ok, pages_failed=stats.pages_failed)
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
-            if status == "succeeded":  # the whole news table was read: mentions of articles gone go too
-                from etl.stocks.store import sweep_unseen
-
-                sweep_unseen(conn, cfg, state.run_id)
+            if status == "succeeded":
+                _after_success(conn, cfg, state.run_id)
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])
     finally:
         engine.dispose()
+
+
+def _after_success(conn, cfg: Config, run_id: int) -> None:
+    """A run that succeeded moves its sql source's cursor (etl/sources/sql_cursor.py). Only if it read the
+    whole news table may it sweep the mentions of articles it did not see: an incremental run read only
+    what was new or changed, and the articles it skipped are not gone."""
+    from etl.sources.sql_cursor import advance
+    from etl.stocks.store import sweep_unseen
+
+    if advance(conn, cfg, run_id):
+        sweep_unseen(conn, cfg, run_id)

@@ -120,6 +120,14 @@ stock_mentions = Table(
     Column("run_id", Integer, nullable=False),
 )
 
+sql_cursors = Table(
+    "sql_cursors", metadata,
+    Column("job", String(200), primary_key=True),
+    Column("upto", Text, nullable=False),  # JSON: where the job's last successful run stopped (etl/sources/sql_cursor.py)
+    Column("run_id", Integer, nullable=False),
+    Column("saved_at", DateTime(timezone=True), nullable=False),
+)
+
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "listings": ("source", "listing_id"),
     "stock_mentions": ("source", "news_id", "stock_code"),

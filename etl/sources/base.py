@@ -34,6 +34,7 @@ class Source(ABC):
     keys: ClassVar[frozenset[str]] = frozenset()  # keys of [source] it reads (besides type, site, demo)
     fetches: ClassVar[bool] = True  # its units go through the HTTP fetch stage
     unit: ClassVar[str] = "pages"  # what a unit is called in the run summary
+    full: bool = False  # `etl run --full`: a kind that reads incrementally (sql) plans every row instead
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg

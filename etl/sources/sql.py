@@ -42,6 +42,7 @@ class SqlSettings:
     chunk_rows: int = 5000
     where: str | None = None
     timezone: str = DEFAULT_TIMEZONE  # the zone `published` instants are dated in (module doc)
+    updated: str | None = None  # a column a row's edits move forward: the cursor's (etl/sources/sql_cursor.py)
 
 
 class SqlSource(Source):
@@ -54,11 +55,12 @@ class SqlSource(Source):
     def check(cls, source, raw, ck: Checker, variables) -> tuple[SqlSettings, tuple[str, ...]]:
         where = "[source.sql]"
         s = ck.table(source.get("sql"), where, {"url", "table", "key", "columns", "chunk_rows", "where",
-                                                "timezone"},
+                                                "timezone", "updated"},
                      {"table", "key", "columns"})
         cols = ck.table(s["columns"], f"{where}.columns", set(s["columns"]) if isinstance(s["columns"], dict)
                         else set(), {"id"})
-        for name in [s["table"], s["key"], *cols.values(), *cols]:
+        updated = ck.typed(s, "updated", where, str)
+        for name in [s["table"], s["key"], *cols.values(), *cols, *([updated] if updated is not None else [])]:
             if not isinstance(name, str) or not _NAME.fullmatch(name):
                 raise ck.fail(where, f"{name!r} is not a plain table/column name")
         clause = ck.typed(s, "where", where, str)
@@ -67,7 +69,8 @@ class SqlSource(Source):
                                              "author answers for, run read-only)")
         settings = SqlSettings(url=ck.typed(s, "url", where, str), table=s["table"], key=s["key"],
                                columns=dict(cols), chunk_rows=ck.typed(s, "chunk_rows", where, int, 5000),
-                               where=clause, timezone=ck.typed(s, "timezone", where, str, DEFAULT_TIMEZONE))
+                               where=clause, timezone=ck.typed(s, "timezone", where, str, DEFAULT_TIMEZONE),
+                               updated=updated)
         if settings.chunk_rows < 1:
             raise ck.fail(f"{where}.chunk_rows", "must be at least 1")
         try:
@@ -106,7 +109,7 @@ class SqlSource(Source):
         from etl.dialects import dialect_for
 
         src, engine = self.cfg.source, make_engine(self.url)
-        names = ", ".join([src.key, *src.columns.values()])
+        names = ", ".join([src.key, *src.columns.values(), *([src.updated] if src.updated else [])])
         where = f" AND ({src.where})" if src.where else ""
         try:
             with engine.connect() as conn, conn.begin():
@@ -114,38 +117,63 @@ class SqlSource(Source):
                 conn.execute(text(f"SELECT {names} FROM {src.table} WHERE 1 = 0{where}")).all()
         except Exception as exc:
             raise DatabaseError(f"[source.sql] table {src.table}: {one_line(exc, 300)} (check table, key, "
-                                "columns and where: they are the table's real names)") from None
+                                "updated, columns and where: they are the table's real names)") from None
         finally:
             engine.dispose()
 
     def plan(self, engine: Any) -> list[Request]:
+        """Key ranges over the rows of this run's window (etl/sources/sql_cursor.py: all rows, or those
+        after the last successful run's cursor), a boundary every `chunk_rows` keys; the window goes in
+        every unit's meta, so a resumed run reads what was planned and the run's end can move the cursor."""
         from etl.db import make_engine
         from etl.dialects import dialect_for
+        from etl.sources import sql_cursor
 
         src = self.cfg.source
-        where = f" WHERE {src.key} IS NOT NULL" + (f" AND ({src.where})" if src.where else "")
-        query = text(f"SELECT k FROM (SELECT {src.key} AS k, ROW_NUMBER() OVER (ORDER BY {src.key}) AS rn "
-                     f"FROM {src.table}{where}) AS numbered WHERE (rn - 1) % :chunk = 0 ORDER BY k")
+        cursor = None if self.full else sql_cursor.load(engine, self.cfg.job)
         own = make_engine(self.url)  # its own connection: a read-only one must not go back to the writer's pool
         try:
             with own.connect() as conn, conn.begin():
                 dialect_for(self.url).begin_read_only(conn)
-                found = [row[0] for row in conn.execute(query, {"chunk": src.chunk_rows}) if row[0] is not None]
-                has_null = conn.execute(text(f"SELECT 1 FROM {src.table} WHERE {src.key} IS NULL"
-                                             f"{' AND (' + src.where + ')' if src.where else ''} LIMIT 1")).first()
+                window = sql_cursor.plan_window(conn, src, sql_cursor.identity(src), cursor, self.full)
+                found, rows, has_null = self._boundaries(conn, window)
         except Exception as exc:  # the probe passed, yet the table cannot be planned (a `where` that writes)
             from etl.db import DatabaseError
 
             raise DatabaseError(f"[source.sql] table {src.table}: {one_line(exc, 300)}") from None
         finally:
             own.dispose()
+        meta = window.meta()
         # a key repeated across a boundary would give two ranges starting at one value: keep the first
         bounds = [b for i, b in enumerate(found) if i == 0 or b != found[i - 1]]
-        units = [Request(f"sql:{src.table}:{lo}", "rows", {"lo": lo, "hi": bounds[i + 1] if i + 1 < len(bounds) else None})
+        units = [Request(f"sql:{src.table}:{lo}", "rows",
+                         {"lo": lo, "hi": bounds[i + 1] if i + 1 < len(bounds) else None, "window": meta})
                  for i, lo in enumerate(bounds)]
-        if has_null:  # NULL keys sort nowhere: they are one range of their own
-            units.append(Request(f"sql:{src.table}:NULL", "rows", {"null": True}))
+        if has_null:  # NULL keys sort nowhere (no cursor places them): a range of their own, read every run
+            units.append(Request(f"sql:{src.table}:NULL", "rows", {"null": True, "window": meta}))
+        if not units and window.full:  # an empty table read in full: the run's end must know it read it all
+            units.append(Request(f"sql:{src.table}:(empty)", "rows", {"empty": True, "window": meta}))
+        since = "every row" if window.full else f"rows added or changed since run {cursor['run_id']}"
+        log.info("%s: %s: %s rows in %d ranges%s", src.table, since, f"{rows:,}", len(units),
+                 " (and those with a NULL key)" if has_null else "")
         return units
+
+    def _boundaries(self, conn, window) -> tuple[list[Any], int, bool]:
+        """Every `chunk_rows`-th key inside the window, how many rows it holds, and whether NULL keys exist."""
+        src = self.cfg.source
+        inside, params = window.condition(src.key)
+        where = f" WHERE {src.key} IS NOT NULL" + (f" AND ({src.where})" if src.where else "") + inside
+        query = text(f"SELECT k, total FROM (SELECT {src.key} AS k, ROW_NUMBER() OVER (ORDER BY {src.key}) AS rn, "
+                     f"COUNT(*) OVER () AS total FROM {src.table}{where}) AS numbered "
+                     "WHERE (rn - 1) % :chunk = 0 ORDER BY k")
+        found, rows = [], 0
+        for k, total in conn.execute(query, {"chunk": src.chunk_rows, **params}):
+            rows = total
+            if k is not None:
+                found.append(k)
+        has_null = conn.execute(text(f"SELECT 1 FROM {src.table} WHERE {src.key} IS NULL"
+                                     f"{' AND (' + src.where + ')' if src.where else ''} LIMIT 1")).first()
+        return found, int(rows or 0), has_null is not None
 
     def reader(self, domains: tuple[str, ...]) -> Reader:
         return _RangeReader(self.cfg.source, self.url)
@@ -166,16 +194,25 @@ class _RangeReader:
         self.extra = f" AND ({src.where})" if src.where else ""
 
     def read(self, unit: Request) -> Parsed:
+        from etl.sources.sql_cursor import Window
+
+        result = Parsed(unit)
+        if unit.meta.get("empty"):
+            return result
         lo, hi = unit.meta.get("lo"), unit.meta.get("hi")
+        params: dict[str, Any] = {"lo": lo, "hi": hi}
         if unit.meta.get("null"):
             query = self.query_open.replace(f"{self.src.key} >= :lo", f"{self.src.key} IS NULL") + self.extra
         else:
             query = self.query_open + (f" AND {self.src.key} < :hi" if hi is not None else "") + self.extra
-        result = Parsed(unit)
+            if unit.meta.get("window"):  # (a run planned before windows existed reads its ranges whole)
+                inside, window_params = Window.from_meta(unit.meta["window"]).condition(self.src.key)
+                query += inside
+                params.update(window_params)
         try:
             with self.engine.connect() as conn, conn.begin():
                 self.dialect.begin_read_only(conn)
-                records = conn.execute(text(query), {"lo": lo, "hi": hi}).mappings().all()
+                records = conn.execute(text(query), params).mappings().all()
         except Exception as exc:
             self.engine.dispose()
             result.error = f"read error: {type(exc).__name__}: {one_line(exc)}"

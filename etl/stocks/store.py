@@ -7,7 +7,8 @@ that read the *whole* news table — status `succeeded`: no range failed, no row
 no longer in the table (or no longer matches `[source.sql] where`), and is deleted, in the transaction
 that records the run's end.
 
-Only the sql source is swept: it reads every row of its table each run. A crawl (news-site) or a file
+Only the sql source is swept, and only after a run that read every row of its table (the first run, or
+`etl run --full`; an incremental run reads only new and changed rows: etl/sources/sql_cursor.py). A crawl (news-site) or a file
 source may legitimately see only the newest articles, and a partial, interrupted or failed run cannot
 tell a deleted article from one it did not reach; those runs delete nothing but the mentions of the
 articles they re-read.
