@@ -215,7 +215,7 @@ class Writer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    written, refused = self._commit(conn, batch, rows, links, const, ended, now)
+                    written, refused = self._commit(conn, batch, rows, links, const, ended)
                 self.rows_written = written
                 self.rows_refused = refused
                 self.batches += 1
@@ -229,9 +229,10 @@ class Writer:
                 self.engine.dispose()
 
     def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict,
-                ended: dict[str, int], now: dt.datetime) -> tuple[int, int]:
+                ended: dict[str, int]) -> tuple[int, int]:
         """One batch's statements; returns the run's rows written and rows refused as of this commit."""
         d, f, run_id = self.dialect, schema.frontier, self.s.run_id
+        now = const.get("last_seen") or dt.datetime.now(dt.UTC)  # a version begins when its row was seen
         refused = self.rows_refused
         if refused is None:  # earlier sessions' and dead writers' refusals count too: the run's outcome is the run's
             fl = schema.failures
