@@ -230,6 +230,21 @@ def test_a_config_table_with_track_gets_its_history(tmp_path: Path) -> None:
     assert "unit_price" not in seeded[0]  # only what track names
 
 
+def test_a_column_tracked_later_starts_from_its_current_values(tmp_path: Path) -> None:
+    """`track` names one more column of listings: listing_history gets it, filled in on the current versions,
+    so the next run sees only the real changes (not every listing 'changed' from NULL)."""
+    url = f"sqlite:///{tmp_path / 'etl.db'}"
+    crawl(url, 0)
+    state, _ = crawl(url, 1, 'target.track=["total_price", "unit_price", "title"]')
+    prices = {c["listing_id"] for c in site_changes(SiteOptions(listings=LISTINGS, seed=seed_with_relisting()),
+                                                    "bj", 0, 1) if c["change"] == "price"}
+    changed = table(url, "SELECT listing_id, title FROM listing_history WHERE kind = 'changed'")
+    assert {r["listing_id"] for r in changed} == prices and all(r["title"] for r in changed)
+    assert table(url, "SELECT count(*) AS n FROM listing_history h JOIN listings l ON l.listing_id = h.listing_id "
+                      "WHERE h.valid_to IS NULL AND (h.title IS NULL OR h.title <> l.title)")[0]["n"] == 0
+    assert state.history.changed == len(prices)
+
+
 @pytest.mark.parametrize("track, error", [
     ('["nope"]', "cannot track 'nope'"), ('["listing_id"]', "cannot track 'listing_id'"),
     ('"total_price"', "expected list"), ('["total_price", "total_price"]', "named twice")])
