@@ -21,13 +21,24 @@ depends_on = None
 COUNTS = ("rows_new", "rows_changed", "rows_unchanged", "rows_delisted", "rows_relisted")
 
 
+def _add_columns(table: str, columns: list[sa.Column]) -> None:
+    """One ALTER TABLE for all of a table's new columns where the database takes several (each ALTER is a
+    table rebuild's worth of work on MySQL); SQLite adds them one at a time."""
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        with op.batch_alter_table(table) as batch:
+            for column in columns:
+                batch.add_column(column)
+        return
+    q = bind.dialect.identifier_preparer.quote
+    op.execute(f"ALTER TABLE {q(table)} " + ", ".join(
+        f"ADD COLUMN {q(c.name)} {c.type.compile(dialect=bind.dialect)}" for c in columns))
+
+
 def upgrade() -> None:
     tz = sa.DateTime(timezone=True)
-    with op.batch_alter_table("listings") as batch:
-        batch.add_column(sa.Column("delisted_at", tz))
-    with op.batch_alter_table("runs") as batch:
-        for name in COUNTS:
-            batch.add_column(sa.Column(name, sa.Integer))
+    _add_columns("listings", [sa.Column("delisted_at", tz)])
+    _add_columns("runs", [sa.Column(name, sa.Integer) for name in COUNTS])
     op.create_table(
         "listing_history",
         sa.Column("source", sa.String(64), primary_key=True),
