@@ -77,13 +77,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                    f"{pages / elapsed if elapsed else 0:,.0f} {unit}/s\n"
                    f"  rows written: {stats.rows:,} into {cfg.table}{skipped}\n")
     print(f"run {state.run_id} of {cfg.job}{' (resumed)' if state.resumed else ''}: {status} in {elapsed:,.1f}s\n"
-          f"{counted}  database: {config_mod.mask_url(cfg.database_url)}")
+          f"{counted}{_history_line(state.history)}  database: {config_mod.mask_url(cfg.database_url)}")
     if interrupted:
         return EXIT_INTERRUPTED
     if nothing:
         print(f"error: run failed: {stats.failed_because or NOTHING_SUCCEEDED}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if state.status == "succeeded" else EXIT_PARTIAL
+
+
+def _history_line(counts) -> str:
+    """What the run did to a table that keeps history (etl/history.py); empty for one that keeps none."""
+    if counts is None:
+        return ""
+    delisted = (f"{counts.delisted:,} delisted" if counts.delisted is not None else
+                "none marked delisted (the run did not complete, so it cannot know what is gone)")
+    return (f"  history: {counts.new:,} new, {counts.changed:,} changed, {counts.unchanged:,} unchanged, "
+            f"{counts.relisted:,} relisted, {delisted}\n")
 
 
 def _interrupted(state) -> bool:

@@ -5,6 +5,9 @@ run of the same job whose status is `running` (the process died), `interrupted`
 (SIGINT/SIGTERM) or `failed` with pages still pending (the database stayed away, the writer kept dying) is
 continued — its frontier's pending entries are fetched again — unless `--fresh` is given or the config
 changed meaning (different digest), in which case a new run starts.
+
+A run's end is recorded in one transaction with what it did to a table that keeps history (new, changed,
+unchanged, relisted) and, for a complete run only, the rows it marks delisted (etl/history.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,6 +48,7 @@ class RunState:
     interrupted: bool = False
     status: str = "running"  # how the run ended, as recorded in `runs` (set by run_job)
     lock: NamedLock | None = None  # the job's lock, held from open_run to close_run
+    history: Any = None  # etl.history.RunCounts once finish_run recorded them (tables with history)
 
 
 def _load_stocks(engine, url: str) -> None:
@@ -208,8 +213,9 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
     engine = db.make_engine(cfg.database_url)
     try:
         with engine.begin() as conn:
+            now = dt.datetime.now(dt.UTC)
             values = {"status": status, "pages_ok": stats.pages_ok, "pages_failed": stats.pages_failed,
-                      "message": message, "finished_at": dt.datetime.now(dt.UTC)}
+                      "message": message, "finished_at": now}
             written = conn.execute(select(schema.runs.c.rows_written)
                                    .where(schema.runs.c.id == state.run_id)).scalar()
             # the writer's count, or ours if higher — unless the run failed: then rows parsed may never
@@ -223,6 +229,7 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
             if by_state:
                 stats.pages_ok, stats.pages_failed = by_state.get("done", 0), by_state.get("failed", 0)
                 values.update(pages_ok=stats.pages_ok, pages_failed=stats.pages_failed)
+            values.update(_history(conn, cfg, state, status == "succeeded", now))
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
             if status == "succeeded":
                 _after_success(conn, cfg, state.run_id)
@@ -241,3 +248,16 @@ def _after_success(conn, cfg: Config, run_id: int) -> None:
 
     if advance(conn, cfg, run_id):
         sweep_unseen(conn, cfg, run_id)
+
+
+def _history(conn, cfg: Config, state: RunState, complete: bool, now: dt.datetime) -> dict[str, Any]:
+    """The run's history counts for `runs` (and state.history for the summary); delistings if complete."""
+    from etl import history
+
+    target = targets.resolve(cfg.target)
+    if target.history is None:
+        return {}
+    counts = history.finish(conn, target, state.run_id, cfg.job, history.delisting_scope(cfg), complete, now)
+    state.history = counts
+    return {"rows_new": counts.new, "rows_changed": counts.changed, "rows_unchanged": counts.unchanged,
+            "rows_delisted": counts.delisted, "rows_relisted": counts.relisted}

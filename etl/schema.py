@@ -46,6 +46,13 @@ runs = Table(
     Column("rows_written", BigInteger, nullable=False, default=0),
     Column("message", Text),
     Column("params", Text),  # JSON: runtime facts a resume needs (e.g. the demo server's base URL)
+    # What the run did to a table that keeps history (etl/history.py); NULL where it keeps none, and
+    # rows_delisted NULL too when the run did not complete (it cannot know what is gone)
+    Column("rows_new", Integer),
+    Column("rows_changed", Integer),
+    Column("rows_unchanged", Integer),
+    Column("rows_delisted", Integer),
+    Column("rows_relisted", Integer),
 )
 
 frontier = Table(
@@ -96,6 +103,7 @@ listings = Table(
     Column("first_seen", DateTime(timezone=True), nullable=False),
     Column("last_seen", DateTime(timezone=True), nullable=False),
     Column("run_id", Integer, nullable=False),
+    Column("delisted_at", DateTime(timezone=True)),  # a complete run of its job did not see it; NULL when listed
 )
 
 stocks = Table(
@@ -128,6 +136,28 @@ sql_cursors = Table(
     Column("saved_at", DateTime(timezone=True), nullable=False),
 )
 
+HISTORY_COLUMNS = ("valid_from", "valid_to", "run_id", "kind")
+
+
+def history_columns(key: list[Column], tracked: list[Column]) -> list[Column | Index]:
+    """The columns of a history table (listing_history, <table>_history): the row's key, the tracked
+    values, when this version held, and which run saw it first. One version per key per run, so the
+    primary key makes a second version from a redo of the same run impossible, not just unlikely."""
+    return [*key, *tracked,
+            Column("valid_from", DateTime(timezone=True), nullable=False),
+            Column("valid_to", DateTime(timezone=True)),  # NULL while current
+            Column("run_id", Integer, primary_key=True, autoincrement=False),
+            Column("kind", String(8), nullable=False)]  # new | changed | relisted
+
+
+listing_history = Table(
+    "listing_history", metadata,
+    *history_columns([Column("source", String(64), primary_key=True),
+                      Column("listing_id", String(64), primary_key=True)],
+                     [Column("total_price", Numeric(16, 2)), Column("unit_price", Integer)]),
+    Index("ix_listing_history_run_id", "run_id"),
+)
+
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "listings": ("source", "listing_id"),
     "stock_mentions": ("source", "news_id", "stock_code"),
@@ -137,6 +167,8 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
 ROW_KEYS: dict[str, str] = {"listings": "listing_id", "stock_mentions": "news_id"}
 # Columns an upsert must not overwrite once a row exists.
 KEEP_ON_UPDATE: dict[str, tuple[str, ...]] = {"listings": ("first_seen",)}
+# Built-in tables that keep history, with the columns tracked when the config names none ([target] track)
+TRACK_DEFAULT: dict[str, tuple[str, ...]] = {"listings": ("total_price", "unit_price")}
 
 
 def table_columns(name: str) -> list[str]:

@@ -11,7 +11,9 @@ conflict clauses, transient errors) is the dialect's (etl/dialects/).
 Messages (etl/items.py): PageRows, PageDone, FailureNote, Bundle of those, Sync (answered by Synced),
 Stop; the writer ends with WriterDone or WriterError on its outbox. A batch is committed as soon as the next
 share of rows would take it past batch_size — between the messages of a bundle too — so one transaction
-holds at most batch_size rows however the rows arrive.
+holds at most batch_size rows however the rows arrive. A table that keeps history gets its versions in
+the same transaction (etl/history.py): the batch's stored state is read before the upsert, the versions of
+the rows actually written are written after it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from etl.config.model import TargetSpec
 from etl.db import make_engine
 from etl.dialects import dialect_for
 from etl.errors import one_line
+from etl.history import History
 from etl.items import (
     Bundle,
     FailureNote,
@@ -113,6 +116,7 @@ class Writer:
         target = resolve(settings.target)
         self.table, self.key, self.keep = target.table, target.key, target.keep
         self.columns = [c.name for c in self.table.columns]
+        self.history = History(target, self.dialect.clean_value) if target.history is not None else None
         self.rows_written = settings.rows_before
         self.rows_refused: int | None = None  # the run's, read from its failures in the first transaction
         self.refusal: str | None = None  # the first error a refused row got from this writer
@@ -228,6 +232,7 @@ class Writer:
                 ended: dict[str, int]) -> tuple[int, int]:
         """One batch's statements; returns the run's rows written and rows refused as of this commit."""
         d, f, run_id = self.dialect, schema.frontier, self.s.run_id
+        now = const.get("last_seen") or dt.datetime.now(dt.UTC)  # a version begins when its row was seen
         refused = self.rows_refused
         if refused is None:  # earlier sessions' and dead writers' refusals count too: the run's outcome is the run's
             fl = schema.failures
@@ -236,6 +241,7 @@ class Writer:
         if links:
             d.insert_new_rows(conn, f, ("run_id", "url_key"), links, {"run_id": run_id})
         failures = batch.failures
+        stored = self.history.read(conn, list(batch.rows)) if self.history and rows else None  # before any write
         if batch.replaces:  # same transaction as the new rows: an article is never seen half-replaced
             self._delete_replaced(conn, batch.replaces)
         if rows:
@@ -247,6 +253,8 @@ class Writer:
                     raise
                 rows, refusals = self._row_by_row(conn, rows)
                 failures, refused = failures + refusals, refused + len(refusals)
+        if stored is not None:  # the versions of the rows written (not of those refused)
+            self.history.write(conn, self.history.plan(rows, stored, run_id, now), run_id, now)
         if batch.states:
             d.update_by_key(conn, f, {"run_id": run_id}, "url_key", "state", batch.states)
         if failures:

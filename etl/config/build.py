@@ -197,16 +197,22 @@ _INTERNAL = {"runs", "frontier", "failures", "stocks", "alembic_version", "stock
 
 def _target(raw: dict[str, Any], fields: dict[str, Any], ck: Checker):
     """[target] table: a built-in table, or one this config defines by its fields (etl/targets.py)."""
-    from etl.targets import BOOKKEEPING, target_spec
+    from etl.targets import BOOKKEEPING, TargetError, target_spec
 
-    target = ck.table(raw.get("target", {}), "[target]", {"table", "key"})
+    target = ck.table(raw.get("target", {}), "[target]", {"table", "key", "track"})
     table = ck.typed(target, "table", "[target]", str, "listings")
     key = ck.typed(target, "key", "[target]", str)
+    track = ck.typed(target, "track", "[target]", list)
+    if track is not None and not all(isinstance(t, str) for t in track):
+        raise ck.fail("[target].track", "expected a list of column names")
     if table in TABLES:
         if key is not None:
             raise ck.fail("[target].key", f"{table} has its own key; 'key' names the key column of a table "
                                           "the config defines")
-        return target_spec(table, None, {})
+        try:
+            return target_spec(table, None, {}, track)
+        except TargetError as exc:
+            raise ck.fail("[target].track", str(exc)) from None
     if not _IDENT.fullmatch(table) or table.lower() in _INTERNAL:
         raise ck.fail("[target].table", f"{table!r} cannot be a table of rows (use letters, digits and '_', "
                                         f"not one of {', '.join(sorted(_INTERNAL))})")
@@ -217,4 +223,8 @@ def _target(raw: dict[str, Any], fields: dict[str, Any], ck: Checker):
                                               f"not source, {', '.join(BOOKKEEPING)})")
     if len(names) != len(fields):
         raise ck.fail("[fields]", f"two fields differ only in case; they would be one column of {table}")
-    return target_spec(table, key, {n: f.type for n, f in fields.items()})
+    try:
+        return target_spec(table, key, {n: f.type for n, f in fields.items()}, track)
+    except TargetError as exc:
+        raise ck.fail("[target].track", str(exc)) from None
+

@@ -90,6 +90,7 @@ class TargetSpec:
     column_names: tuple[str, ...]  # every column, bookkeeping included
     key: tuple[str, ...] = ()  # config-defined only: the primary key columns
     columns: tuple[tuple[str, str], ...] = ()  # config-defined only: (column, field type)
+    track: tuple[str, ...] = ()  # columns whose versions a history table keeps (etl/history.py); () = none
 
     @property
     def builtin(self) -> bool:
