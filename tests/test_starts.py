@@ -117,3 +117,19 @@ def _rows(url: str) -> int:
         return next(iter(table(url, "SELECT count(*) AS n FROM listings")[0].values()))
     except Exception:  # not migrated yet
         return 0
+
+
+@pytest.mark.mysql
+def test_one_job_name_in_two_mysql_databases_is_two_locks(mysql_url: str, mysql_server: str) -> None:
+    """GET_LOCK is server-wide: the job lock names its database, so the same job in two databases of one
+    server both run (and a second start in the same database is still refused)."""
+    from etl.dialects import dialect_for
+
+    dialect = dialect_for(mysql_url)
+    here, there, again = (dialect.named_lock(u, "etl:job:demo") for u in (mysql_url, mysql_server, mysql_url))
+    try:
+        assert here.acquire() and there.acquire()
+        assert not again.acquire()
+    finally:
+        for lock in (here, there, again):
+            lock.release()

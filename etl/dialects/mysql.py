@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from etl.dialects.base import Dialect
-from etl.locks import lock_key
+from etl.locks import NamedLock, lock_key
 
 DRIVER = "pymysql"  # what mysql:// and mariadb:// mean; mysql+mysqldb:// etc. are kept as written
 STRICT = "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"
@@ -185,6 +185,11 @@ class MySQLDialect(Dialect):
         if code == 0:  # PyMySQL's InterfaceError(0, ''): the connection is already closed
             return True
         return code in TRANSIENT_CODES
+
+    def named_lock(self, url: str, name: str) -> NamedLock:
+        """GET_LOCK names are server-wide (PostgreSQL's advisory locks are per database): the database's
+        name goes into the lock's, so one job name in two databases of one server are two locks."""
+        return super().named_lock(url, f"{make_url(url).database or ''}/{name}")
 
     def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
         """GET_LOCK names are at most 64 characters: a hash of the name, prefixed so a DBA can tell whose."""
