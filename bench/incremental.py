@@ -24,7 +24,6 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a namespace package
 from bench.site import StaticServer, build  # noqa: E402  (bench/site.py must not shadow stdlib site)
-
 from etl.demo.days import site_changes  # noqa: E402
 from etl.demo.site import SiteOptions  # noqa: E402
 
