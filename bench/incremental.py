@@ -3,8 +3,8 @@ pages and the detail pages of new and changed listings (etl/incremental.py). Not
 
     python bench/incremental.py [--listings 20000] [--db postgresql://…] [--days 0 1]
 
-Both days are static trees (bench/site.py, cached) served by nginx (a Python static server without it),
-crawled with `etl run bench/bench.toml` into one scratch database (SQLite in a temp dir unless --db):
+Both days are static trees (bench/site.py, cached) served by nginx, or without nginx the bundled demo
+server (etl/demo/server.py, which renders pages in Python: slower on both days alike), crawled with `etl run bench/bench.toml` into one scratch database (SQLite in a temp dir unless --db):
 the second run knows what the first stored. Requests = pages_ok + pages_failed of the run (every URL
 the crawl asked for, robots.txt aside); detail requests are checked against `etl demo changes`.
 Results: bench/results/incremental-YYYYMMDD-HHMMSS.json.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,16 +24,26 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a namespace package
-from bench.site import StaticServer, build  # noqa: E402  (bench/site.py must not shadow stdlib site)
+from bench.site import StaticServer, build, crawl_plan  # noqa: E402  (bench/site.py must not shadow stdlib site)
 from etl.demo.days import site_changes  # noqa: E402
-from etl.demo.site import SiteOptions  # noqa: E402
+from etl.demo.server import DemoServer  # noqa: E402
+from etl.demo.site import DemoSite, SiteOptions  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def crawl(tree, db: str) -> dict:
-    with StaticServer(tree) as server:
+def server_for(listings: int, day: int):
+    """nginx over the day's static tree; the demo server itself when nginx is not installed (Python's
+    http.server, bench/site.py's other fallback, stalls under 16 concurrent connections)."""
+    if shutil.which("nginx"):
+        return StaticServer(build(listings, day=day))
+    return DemoServer(SiteOptions(listings=listings, encoding="gbk", day=day))
+
+
+def crawl(listings: int, day: int, db: str) -> dict:
+    with server_for(listings, day) as server:
+        kind = "nginx" if isinstance(server, StaticServer) else "demo server"
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "etl.cli", "run", str(HERE / "bench.toml"), "--db", db, "--quiet",
                         "--set", f"source.base_url={server.base_url}"], check=True)
@@ -48,7 +59,7 @@ def crawl(tree, db: str) -> dict:
     requests = run["pages_ok"] + run["pages_failed"]
     return {"status": run["status"], "requests": requests, "rows_written": run["rows_written"],
             "listings_seen": seen, "wall_s": round(wall, 2), "pages_per_s": round(requests / wall, 1),
-            "frontier_rows_after": frontier, "url_state_rows": states, "server": server.kind}
+            "frontier_rows_after": frontier, "url_state_rows": states, "server": kind}
 
 
 def main() -> None:
@@ -60,11 +71,10 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="etl-bench-incr-")
     db = args.db or f"sqlite:///{tmp}/etl.db"
     before, after = args.days
-    trees = [build(args.listings, day=before), build(args.listings, day=after)]
-    runs = [crawl(trees[0], db), crawl(trees[1], db)]
+    runs = [crawl(args.listings, before, db), crawl(args.listings, after, db)]
     changes = site_changes(SiteOptions(listings=args.listings, encoding="gbk"), "bj", before, after)
     wanted = sum(c["change"] != "removed" for c in changes)
-    lists = len(trees[1].list_paths)
+    lists = len(crawl_plan(DemoSite(SiteOptions(listings=args.listings, encoding="gbk", day=after)), "bj")[0])
     out = {"listings": args.listings, "days": args.days, "runs": runs, "list_pages": lists,
            "new_or_changed": wanted, "at_most": lists + wanted,
            "fewer_requests": round(runs[0]["requests"] / runs[1]["requests"], 1),
