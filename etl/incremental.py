@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl import schema
 from etl.config.model import Config
@@ -97,13 +98,17 @@ class Known:
         target = resolve(cfg.target).table
         u = schema.url_state
         engine = db.make_engine(cfg.database_url)
-        try:
+        try:  # a failed read costs speed, not correctness: everything is fetched, as on a first run
             with engine.connect() as conn:
                 query = (select(u.c.item_key, u.c.item_hash, u.c.fetched_at, u.c.etag, u.c.last_modified)
                          .select_from(u.join(target, and_(target.c.source == cfg.site,
                                                           target.c[cfg.target.row_key] == u.c.item_key)))
                          .where(u.c.job == cfg.job, u.c.item_hash.is_not(None)))
                 items = {key: KnownItem(h, _epoch(at), etag, lm) for key, h, at, etag, lm in conn.execute(query)}
+        except SQLAlchemyError as exc:
+            log.warning("could not read what earlier runs fetched (%s); fetching every detail page",
+                        str(exc).splitlines()[0][:300])
+            items = {}
         finally:
             engine.dispose()
         if items:

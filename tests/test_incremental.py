@@ -87,11 +87,11 @@ def assert_rows_equal_truth(rows: dict[str, dict], want: dict[str, dict]) -> Non
     assert not bad, f"{len(bad)} mismatches, e.g. {bad[:5]}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'etl.db'}"
-    return request.getfixturevalue("pg_url")
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
 
 
 def test_day_one_fetches_list_pages_and_only_new_and_changed_details(db_url, tmp_path, monkeypatch) -> None:
