@@ -81,12 +81,14 @@ def crawl_plan(site: DemoSite, city: str) -> tuple[list[str], list[tuple[str, in
     return lists, leaves, details
 
 
-def build(listings: int, encoding: str = "gbk", city: str = "bj", seed: int = 0, force: bool = False) -> SiteTree:
+def build(listings: int, encoding: str = "gbk", city: str = "bj", seed: int = 0, force: bool = False,
+          day: int = 0) -> SiteTree:
     """Render every list page (all pages of every city/district/sub-district list) and every detail page.
-    Cached under $BENCH_SITE_CACHE by (listings, encoding, seed): a second run reuses the tree."""
-    options = SiteOptions(listings=listings, encoding=encoding, seed=seed)
+    Cached under $BENCH_SITE_CACHE by (listings, encoding, seed, day): a second run reuses the tree.
+    `day` N is the demo site N days later (etl/demo/days.py): removed listings have no detail file (404)."""
+    options = SiteOptions(listings=listings, encoding=encoding, seed=seed, day=day)
     site = DemoSite(options)
-    root = CACHE / f"{city}-{listings}-{encoding}-{seed}"
+    root = CACHE / (f"{city}-{listings}-{encoding}-{seed}" + (f"-day{day}" if day else ""))
     lists, leaves, details = crawl_plan(site, city)
     tree = SiteTree(root, listings, encoding, lists, leaves, details)
     if (root / ".complete").exists() and not force:

@@ -56,6 +56,8 @@ class Parsed:
     # Leading key values (e.g. (job, news_id)) whose stored rows `rows` replace: a row under one of them
     # that this unit did not produce again is stale (an edited article's dropped stock mention).
     replaces: list[tuple] = field(default_factory=list)
+    # The page's ETag and Last-Modified (HTTP pages): kept per URL for the next run (etl/incremental.py)
+    validators: tuple[str | None, str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +112,29 @@ class PageDone:
     links: list[Link]
     state: str  # done | failed
     replaces: list[tuple] = field(default_factory=list)  # Parsed.replaces: deleted in the rows' transaction
+
+
+@dataclass(slots=True)
+class Unchanged:
+    """Rows seen again as they are stored (a list item whose list-page values did not change, a detail page
+    that answered 304): the writer moves only their last_seen and run_id, so detail-only fields stay and a
+    complete run still knows it saw them. Sent before the page's PageDone, so it commits with or before it."""
+
+    keys: list[tuple]  # natural keys of the target table, e.g. (source, listing_id)
+
+
+@dataclass(slots=True)
+class UrlSeen:
+    """What the next run needs to know about a URL just fetched (a url_state row, etl/incremental.py)."""
+
+    job: str
+    url_key: int  # etl.incremental.url_id(url): stable when the demo server moves to another port
+    url: str
+    kind: str
+    etag: str | None
+    last_modified: str | None
+    item_key: str | None = None  # a detail page: the item it completes
+    item_hash: str | None = None  # and the hash of the list-page values it was completed with
 
 
 @dataclass(slots=True)

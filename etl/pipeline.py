@@ -23,6 +23,7 @@ from typing import Any
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
+from etl.incremental import Known, validators_of
 from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.plugins import load_plugin
@@ -74,6 +75,7 @@ class Coordinator:
         self.fetch: FetchStage | None = None
         self.writer = WriterLink(self.ctx)
         self.frontier = LocalFrontier(source.priority, cfg.run.frontier_memory, self._read_back)
+        self.known = Known.load(cfg, source.base_url)  # what earlier runs fetched (etl/incremental.py)
         self._load_frontier()
 
     # ------------------------------------------------------------------------------- frontier
@@ -147,8 +149,11 @@ class Coordinator:
                 log.warning("%s", warning)
         for error in parsed.item_errors:  # the page is done; these items of it gave no row
             self.writer.post(FailureNote(req.url, "parse", None, error, 1))
+        wanted, notes = self.known.sift(parsed, status)  # unchanged listings' detail pages are not fetched
+        for note in notes:
+            self.writer.post(note)
         links = [Link(link.url, frontier_key(link), link.kind, link.meta_json())
-                 for link in self.frontier.add(parsed.links)]
+                 for link in self.frontier.add(wanted)]
         self.stats.pages_ok += 1
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
@@ -186,7 +191,9 @@ class Coordinator:
             req, _ = fetching.pop(result.url if fetched else result.request.url, (None, 0.0))
             if req is None:
                 continue  # already handed back (restart), given up as stalled, or fetched twice after a writer recovery
-            if fetched:
+            if fetched and result.status == 304:  # the copy we hold is current: nothing to parse
+                self._parsed(Parsed(req, validators=validators_of(result.payload)), 304)
+            elif fetched:
                 self.pool.submit(Job.fetched(req, result.status, result.payload))
             else:
                 self._fetch_failed(req, result)

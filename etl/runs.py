@@ -24,6 +24,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import db, schema, targets
+from etl.compact import compact
 from etl.config.model import Config
 from etl.dialects import dialect_for
 from etl.dialects.base import mask_url
@@ -232,7 +233,8 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
             values.update(_history(conn, cfg, state, status == "succeeded", now))
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
             if status == "succeeded":
-                _after_success(conn, cfg, state.run_id)
+                _after_success(conn, cfg, state.run_id)  # before compaction: the cursor reads the frontier
+            compact(conn, state.run_id, status)  # a succeeded run's frontier is done with (etl/compact.py)
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])
     finally:

@@ -78,6 +78,21 @@ failures = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+url_state = Table(  # per job and URL, across runs: validators, last confirmed, the item a detail page made
+    "url_state", metadata,
+    Column("job", String(200), primary_key=True),
+    Column("url_key", BigInteger, primary_key=True, autoincrement=False),  # etl.incremental.url_id(url)
+    Column("url", Text, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("etag", Text),
+    Column("last_modified", String(64)),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),  # last 200 or 304
+    Column("item_key", String(191)),  # detail pages: the item's key
+    Column("item_hash", String(32)),  # detail pages: hash of the list-page values the row was built from
+    Column("run_id", Integer, nullable=False),
+    Index("ix_url_state_job_item", "job", "item_key"),
+)
+
 listings = Table(
     "listings", metadata,
     Column("source", String(64), primary_key=True),

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
 
-from etl import schema
+from etl import incremental, schema
 from etl.config.model import TargetSpec
 from etl.db import make_engine
 from etl.dialects import dialect_for
@@ -44,6 +44,8 @@ from etl.items import (
     Stop,
     Sync,
     Synced,
+    Unchanged,
+    UrlSeen,
     WriterDone,
     WriterError,
 )
@@ -72,6 +74,8 @@ class Batch:
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
     replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
+    unchanged: set[tuple] = field(default_factory=set)  # natural keys seen as stored (etl/incremental.py)
+    urls: dict[int, UrlSeen] = field(default_factory=dict)  # url_state rows of the pages fetched
 
     def __len__(self) -> int:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
@@ -165,6 +169,10 @@ class Writer:
                 for link in msg.links:
                     batch.links.setdefault(link.key, (link.url, link.kind, link.meta))
                 batch.states[msg.key] = msg.state
+        elif type(msg) is Unchanged:
+            batch.unchanged.update(msg.keys)
+        elif type(msg) is UrlSeen:
+            batch.urls[msg.url_key] = msg
         elif type(msg) is FailureNote:
             batch.failures.append({"run_id": self.s.run_id, "url": clean_text(msg.url), "stage": msg.stage,
                                    "status": msg.status, "error": clean_text(msg.error[:2000]),
@@ -195,7 +203,8 @@ class Writer:
 
     def flush(self, batch: Batch) -> None:
         """Commit one batch in one transaction, retrying through connection loss for retry_seconds."""
-        if not len(batch) and not batch.states and not batch.links and not batch.replaces:
+        if not len(batch) and not batch.states and not batch.links and not batch.replaces and not batch.urls \
+                and not batch.unchanged:
             return
         now = dt.datetime.now(dt.UTC)
         rows = list(batch.rows.values())
@@ -255,6 +264,8 @@ class Writer:
                 failures, refused = failures + refusals, refused + len(refusals)
         if stored is not None:  # the versions of the rows written (not of those refused)
             self.history.write(conn, self.history.plan(rows, stored, run_id, now), run_id, now)
+        if batch.unchanged or batch.urls:
+            incremental.store(conn, d, self.table, self.key, batch.unchanged, batch.urls, const, run_id)
         if batch.states:
             d.update_by_key(conn, f, {"run_id": run_id}, "url_key", "state", batch.states)
         if failures:

@@ -87,7 +87,8 @@ def test_a_big_page_goes_to_the_writer_in_shares_with_its_done_mark_last() -> No
     new_link = Request("http://a.test/next", "list")
     fake = SimpleNamespace(cfg=SimpleNamespace(run=SimpleNamespace(batch_size=100)), stats=Stats(),
                            writer=SimpleNamespace(post=posted.append),
-                           frontier=SimpleNamespace(add=lambda links: list(links), finished=lambda req: None))
+                           frontier=SimpleNamespace(add=lambda links: list(links), finished=lambda req: None),
+                           known=SimpleNamespace(sift=lambda parsed, status: (parsed.links, [])))
     fake._send_page = lambda *args: Coordinator._send_page(fake, *args)
     page = Request("http://a.test/big", "list")
     rows = [{"listing_id": str(i)} for i in range(1050)]

@@ -113,7 +113,8 @@ def build(raw: dict[str, Any], path: str) -> Config:
         items = Items(select=ck.css(it["select"], "[items].select"),
                       key=ck.field("key", it["key"], "[items].key", "item"),
                       skip=ck.css(it["skip"], "[items].skip") if "skip" in it else None,
-                      detail=ck.link(it["detail"], "[items].detail", "detail") if "detail" in it else None)
+                      detail=ck.link(_without_refresh(it["detail"]), "[items].detail", "detail")
+                      if "detail" in it else None, refresh_days=_refresh_days(it.get("detail"), ck))
     known_kinds = set(pages) | ({items.detail.kind} if items and items.detail else set())
     for rule in pages.values():
         for link in [*rule.links, *([rule.facets] if rule.facets else [])]:
@@ -227,4 +228,19 @@ def _target(raw: dict[str, Any], fields: dict[str, Any], ck: Checker):
         return target_spec(table, key, {n: f.type for n, f in fields.items()}, track)
     except TargetError as exc:
         raise ck.fail("[target].track", str(exc)) from None
+
+
+def _without_refresh(detail: Any) -> Any:
+    return {k: v for k, v in detail.items() if k != "refresh_days"} if isinstance(detail, dict) else detail
+
+
+def _refresh_days(detail: Any, ck: Checker) -> float | None:
+    """[items.detail] refresh_days: after how many days an unchanged listing's detail page is checked
+    again (conditionally); absent: never (a re-run fetches only new and changed listings' details)."""
+    if not isinstance(detail, dict) or "refresh_days" not in detail:
+        return None
+    days = detail["refresh_days"]
+    if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+        raise ck.fail("[items.detail].refresh_days", f"expected a number of days >= 0, got {days!r}")
+    return float(days)
 

@@ -71,6 +71,7 @@ class Items:
     key: FieldSpec
     skip: str | None = None
     detail: LinkRule | None = None
+    refresh_days: float | None = None  # [items.detail] refresh_days: re-check an unchanged item's detail page
 
 
 @dataclass(frozen=True)

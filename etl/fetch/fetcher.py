@@ -63,6 +63,21 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return min(max(0.0, when.timestamp() - (now if now is not None else time.time())), 600.0)
 
 
+def conditional_headers(request: Request) -> dict[str, str] | None:
+    """The conditional request for a page we hold a copy of (its validators ride in the Request's meta,
+    put there by the coordinator: etl/incremental.py). If-None-Match decides when both are sent."""
+    validators = request.meta.get("validators")
+    if not validators:
+        return None
+    etag, modified = (list(validators) + [None, None])[:2]
+    headers = {}
+    if isinstance(etag, str) and etag and "\n" not in etag and "\r" not in etag:
+        headers["If-None-Match"] = etag
+    if isinstance(modified, str) and modified and "\n" not in modified and "\r" not in modified:
+        headers["If-Modified-Since"] = modified
+    return headers or None
+
+
 class HostGate:
     """At most `per_host` requests in flight per host, and at least `delay` seconds between request starts."""
 
@@ -136,15 +151,19 @@ class Fetcher:
             self.local.session = s
         return s
 
-    def _send(self, url: str) -> requests.Response:
-        """GET url on this thread's session: streamed, no redirects followed, cookies kept by the session."""
+    def _send(self, url: str, conditional: dict[str, str] | None = None) -> requests.Response:
+        """GET url on this thread's session: streamed, no redirects followed, cookies kept by the session.
+        `conditional`: If-None-Match / If-Modified-Since, for a page whose copy we hold."""
         s = self.session()
         template = self.local.template
         auth = self.credentials.get(origin_of(url)) if self.credentials else None
         if template is None:
-            return s.get(url, timeout=self.timeout, stream=True, allow_redirects=False, auth=auth)
+            return s.get(url, timeout=self.timeout, stream=True, allow_redirects=False, auth=auth,
+                         headers=conditional)
         prepared = template.copy()
         prepared.prepare_url(url, None)
+        if conditional:
+            prepared.headers.update(conditional)
         if auth or "@" in url:  # the start URL's user:password for this origin, or one in the URL itself
             prepared.prepare_auth(auth, prepared.url)
         if len(s.cookies):
@@ -242,11 +261,14 @@ class Fetcher:
     def _get(self, request: Request, url: str) -> Page | FetchFailure | str:
         """One hop: a Page, a FetchFailure, or the URL a redirect points to. total_timeout bounds the whole
         response, headers included: past it the watchdog shuts the socket down and the read returns."""
+        conditional = conditional_headers(request) if url == request.url else None  # not a redirect's hop
         with self.watchdog.guard(self.total_timeout) as deadline:
             try:
-                with self._send(url) as r:
+                with self._send(url, conditional) as r:
                     if deadline.fired:  # cut while the headers trickled in: what arrived is not a response
                         return self._too_slow(request, None)
+                    if r.status_code == 304 and conditional:  # unchanged since our copy: no body to read
+                        return Page(request, url, 304, {k.lower(): v for k, v in r.headers.items()}, b"")
                     if r.status_code in REDIRECTS and r.headers.get("location"):
                         return urljoin(url, r.headers["location"])
                     if r.status_code in RETRY_STATUS:

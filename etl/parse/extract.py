@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from etl.config import Config, FieldSpec, LinkRule
+from etl.incremental import item_hash, shape_digest
 from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
 from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
@@ -60,6 +61,7 @@ class Extractor:
         # facet kinds whose link text some field reads: only those are carried down (the rest would be
         # copied into every request below the facet for nothing)
         self.carried = frozenset(f.source[6:] for f in fields if f.source.startswith("facet:"))
+        self.shape = shape_digest(cfg)  # what a row is made of, in every list hash (etl/incremental.py)
 
     def _specs(self) -> list[FieldSpec]:
         specs = list(self.cfg.fields.values())
@@ -180,7 +182,7 @@ class Extractor:
 
     # ---------------------------------------------------------------------------------- pages
     def parse(self, page: Page) -> Parsed:
-        result = Parsed(page.request)
+        result = Parsed(page.request, validators=(page.headers.get("etag"), page.headers.get("last-modified")))
         ctype = page.headers.get("content-type", page.headers.get("Content-Type", ""))
         if ctype.split(";")[0].strip().lower() not in HTML_TYPES:
             result.error = f"not an HTML page (Content-Type {ctype.split(';')[0]})"
@@ -301,6 +303,8 @@ class Extractor:
             via = self._via(page.request.meta)
             if via:
                 meta["via"] = via
+            # what the stored row was built from: a re-run skips the detail page while this is unchanged
+            meta["list_hash"] = item_hash(self.shape, meta["raw"], via)
             links = self.links(items.detail, node, page.url, meta)
             if links:
                 result.links.append(links[0])
