@@ -18,6 +18,7 @@ import pytest
 from etl import config
 from etl.demo.server import make_server
 from etl.demo.site import SiteOptions
+from etl.frontier.store import Lookup
 from etl.pipeline import run_job
 from etl.progress import Progress
 from tests.conftest import ROOT
@@ -121,21 +122,27 @@ def test_a_link_farm_stops_at_max_urls_and_says_how_many_links_it_dropped(farm: 
 @pytest.fixture
 def counted_demo() -> Iterator[str]:
     REQUESTS.clear()
-    options = SiteOptions(listings=500, encoding="gbk", pagination="json")
+    options = SiteOptions(listings=500, encoding="gbk", pagination="links")  # every page links its neighbours
     yield from _serving(make_server(options, "127.0.0.1", 0, ("tests.test_frontier_bounds:count_request",)))
 
 
-@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("db", ["sqlite", "sqlite-no-lookup", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_seen_set_capped_at_100_still_crawls_every_page_exactly_once(
-        counted_demo: str, tmp_path: Path, db: str, request: pytest.FixtureRequest) -> None:
+        counted_demo: str, tmp_path: Path, db: str, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Past seen_memory the membership test is the database's: no page may be fetched twice (a link the
-    small set forgot is not queued again) and none lost (the database hands back what is pending)."""
+    small set forgot is not queued again) and none lost (the database hands back what is pending). Without
+    the lookup (a database that fails it) links already stored are offered to the writer again: its
+    insert-if-new must not cost the page its done mark."""
     url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path / 'etl.db'}"
+    if db == "sqlite-no-lookup":
+        monkeypatch.setattr(Lookup, "known", lambda self, keys: set())
     text = (ROOT / "config/demo.toml").read_text().replace(
         'demo = { listings = 5000, encoding = "gbk", pagination = "json" }', f'base_url = "{counted_demo}"')
     path = tmp_path / "demo.toml"
     path.write_text(text)
-    cfg = config.load(path, ["run.seen_memory=100", "run.frontier_memory=50"], database_url=url)
+    cfg = config.load(path, ["run.seen_memory=100", "run.frontier_memory=50", "crawl.pagination.links=div.page-box a"],
+                      database_url=url)
     state, stats = run_job(cfg, progress=Progress(enabled=False))
     assert stats.pages_failed == 0 and state.status == "succeeded", stats
     assert_matches_truth(url, listings=500)
