@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         state, stats = run_job(cfg, fresh=args.fresh, progress=Progress(enabled=not args.quiet))
-    except DatabaseError as exc:
+    except (DatabaseError, config_mod.ConfigError) as exc:  # the database, or a plugin found wanting at start
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except RunFailed as exc:
@@ -56,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     nothing = state.status == "failed"  # every page failed or every row was refused (run_job decided)
     status = "interrupted (run again to resume)" if interrupted else "failed" if nothing else (
         "succeeded" if state.status == "succeeded" else "partial: " + (
+            stats.no_rows_because if stats.no_rows_because else
             stats.cut_short if stats.cut_short and not stats.failures else
             f"{stats.failures:,} failures (see the failures table)"))
     from etl.sources import source_class
@@ -64,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     unit = kind.unit
     detail = f" [{by_status}]" if kind.fetches else ""
     skipped = f"; list items skipped by rule: {stats.skipped:,}" if kind.fetches else ""
+    if kind.fetches and stats.keyless:
+        skipped += f", without a key or detail link: {stats.keyless:,}"
     now = sum(stats.by_status.values())  # this invocation's pages; the other counts are the whole run's
     if state.resumed:  # the status breakdown and skips were counted by this invocation only: say so
         counted = (f"  {unit}: {pages:,} in the whole run ({stats.pages_ok:,} ok, {stats.pages_failed:,} failed); "
@@ -107,20 +110,36 @@ def cmd_demo_serve(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("ETL_DEMO_NEWS", str(args.news))
     options = SiteOptions(listings=args.listings, seed=args.seed, encoding=args.encoding,
-                          pagination=args.pagination)
-    print(f"demo portal: /{args.city}/ershoufang/ (any city slug works), news: /news/", flush=True)
+                          pagination=args.pagination, day=args.day)
+    print(f"demo portal: /{args.city}/ershoufang/ (any city slug works), news: /news/, day {args.day}", flush=True)
     serve_forever(options, args.host, args.port, extra_apps=("etl.demo.news:app",))
     return EXIT_OK
 
 
 def cmd_demo_truth(args: argparse.Namespace) -> int:
     """The generator's ground truth as JSON lines: what a correct crawl of the demo site must store."""
-    import json
-
     from etl.demo.site import DemoSite, SiteOptions
 
-    site = DemoSite(SiteOptions(listings=args.listings, seed=args.seed, encoding=args.encoding))
-    rows = site.district_summary(args.city) if args.summary else site.truth(args.city)
+    site = DemoSite(SiteOptions(listings=args.listings, seed=args.seed, encoding=args.encoding, day=args.day))
+    return _print_rows(site.district_summary(args.city) if args.summary else site.truth(args.city))
+
+
+def cmd_demo_changes(args: argparse.Namespace) -> int:
+    """What differs between two days of the demo site, as JSON lines (etl/demo/days.py says how it changes)."""
+    from etl.demo.days import site_changes
+    from etl.demo.site import SiteOptions
+
+    to_day = args.from_day + 1 if args.to_day is None else args.to_day
+    if to_day < args.from_day:
+        print(f"error: --to {to_day} is before --from {args.from_day}", file=sys.stderr)
+        return EXIT_CONFIG
+    return _print_rows(site_changes(SiteOptions(listings=args.listings, seed=args.seed), args.city,
+                                    args.from_day, to_day))
+
+
+def _print_rows(rows: list[dict]) -> int:
+    import json
+
     try:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False, default=str))
@@ -128,6 +147,19 @@ def cmd_demo_truth(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `| head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
+
+
+def _day(text: str) -> int:
+    """argparse type for a day of the demo site (a bad one is a usage error: exit 2)."""
+    from etl.demo.days import check_day
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, got {text!r}") from None
+    if problem := check_day(value):
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def cmd_seed_news(args: argparse.Namespace) -> int:
@@ -193,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pagination", choices=["json", "links", "next"], default="json")
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--news", type=int, default=2000, help="articles in the news section")
+    serve.add_argument("--day", type=_day, default=0, help="which day of the site (0 = as generated)")
     serve.set_defaults(func=cmd_demo_serve)
     truth = demo.add_parser("truth", help="print what the demo site serves, as JSON lines")
     truth.add_argument("--city", default="bj")
@@ -200,7 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     truth.add_argument("--encoding", choices=["utf-8", "gbk"], default="gbk")
     truth.add_argument("--seed", type=int, default=0)
     truth.add_argument("--summary", action="store_true", help="per district: count and average unit price")
+    truth.add_argument("--day", type=_day, default=0, help="which day of the site (0 = as generated)")
     truth.set_defaults(func=cmd_demo_truth)
+    changes = demo.add_parser("changes", help="what changed on the demo site between two days, as JSON lines")
+    changes.add_argument("--from", dest="from_day", type=_day, default=0, help="the earlier day (default 0)")
+    changes.add_argument("--to", dest="to_day", type=_day, help="the later day (default: the day after --from)")
+    changes.add_argument("--city", default="bj")
+    changes.add_argument("--listings", type=int, default=5000, help="as config/demo.toml's [source] demo")
+    changes.add_argument("--seed", type=int, default=0)
+    changes.set_defaults(func=cmd_demo_changes)
     seed = demo.add_parser("seed-news", help="fill a news table with synthetic scored articles")
     seed.add_argument("--rows", type=int, required=True)
     seed.add_argument("--db", help="database URL (default: ETL_DATABASE_URL or sqlite:///etl.db)")

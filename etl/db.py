@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from etl.dialects import dialect_for
 from etl.dialects.base import mask_url
 from etl.errors import one_line
 
+log = logging.getLogger("etl.db")
 MIGRATION_WAIT = 600.0  # seconds a process waits for another's migration before giving up
 
 
@@ -51,7 +54,31 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def upgrade(url: str) -> str:
+def _connect_and_lock(url: str, engine: Engine, lock, connect_wait: float) -> str | None:
+    """Take the migration lock and read the schema revision, retrying a refused or dropped connection for
+    `connect_wait` seconds (a database container still starting next to the job)."""
+    deadline = time.monotonic() + connect_wait
+    delay = 0.5
+    while True:
+        try:
+            # Two processes starting on a brand-new database would both create the schema: the second
+            # waits here for the first, then finds the schema current.
+            if not lock.acquire(MIGRATION_WAIT):
+                raise DatabaseError(f"another process has been migrating {mask_url(url)} for "
+                                    f"{MIGRATION_WAIT:.0f} s; try again when it is done")
+            return current_revision(engine)
+        except SQLAlchemyError as exc:
+            lock.release()
+            if time.monotonic() + delay > deadline or not dialect_for(url).is_transient(exc):
+                waited = f" (tried for {connect_wait:.0f} s)" if connect_wait else ""
+                raise DatabaseError(f"cannot connect to {mask_url(url)}{waited}: {one_line(exc, 1000)}") from None
+            log.warning("cannot connect to %s yet; trying again in %.1f s", mask_url(url), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            engine.dispose()
+
+
+def upgrade(url: str, connect_wait: float = 0.0) -> str:
     """Bring the schema to the code's head revision; refuse a database that is newer than the code."""
     from alembic import command
     from alembic.script import ScriptDirectory
@@ -59,15 +86,7 @@ def upgrade(url: str) -> str:
     engine = make_engine(url)
     lock = dialect_for(url).named_lock(url, "etl:migrate")
     try:
-        try:
-            # Two processes starting on a brand-new database would both create the schema: the second
-            # waits here for the first, then finds the schema current.
-            if not lock.acquire(MIGRATION_WAIT):
-                raise DatabaseError(f"another process has been migrating {mask_url(url)} for "
-                                    f"{MIGRATION_WAIT:.0f} s; try again when it is done")
-            current = current_revision(engine)
-        except SQLAlchemyError as exc:
-            raise DatabaseError(f"cannot connect to {mask_url(url)}: {one_line(exc, 1000)}") from None
+        current = _connect_and_lock(url, engine, lock, connect_wait)
         script = ScriptDirectory.from_config(_alembic_config())
         known = {rev.revision for rev in script.walk_revisions()}
         if current is not None and current not in known:

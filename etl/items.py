@@ -48,10 +48,14 @@ class Parsed:
     request: Request
     rows: list[dict[str, Any]] = field(default_factory=list)
     links: list[Request] = field(default_factory=list)
-    skipped: int = 0  # list items dropped by rule (ads, banners, no key)
+    skipped: int = 0  # list items dropped by rule ([items] skip: ads, banners)
+    keyless: int = 0  # list items with no natural key (or no detail link): not a rule, maybe a wrong selector
     error: str | None = None  # the page could not be used at all; recorded as a failure
     item_errors: list[str] = field(default_factory=list)  # list items dropped for a required field
     warnings: list[str] = field(default_factory=list)
+    # Leading key values (e.g. (job, news_id)) whose stored rows `rows` replace: a row under one of them
+    # that this unit did not produce again is stale (an edited article's dropped stock mention).
+    replaces: list[tuple] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -94,6 +98,7 @@ class PageRows:
 
     key: int  # the unit's frontier key
     rows: list[dict[str, Any]]
+    replaces: list[tuple] = field(default_factory=list)  # on the first share only (see PageDone.replaces)
 
 
 @dataclass(slots=True)
@@ -104,6 +109,7 @@ class PageDone:
     rows: list[dict[str, Any]]
     links: list[Link]
     state: str  # done | failed
+    replaces: list[tuple] = field(default_factory=list)  # Parsed.replaces: deleted in the rows' transaction
 
 
 @dataclass(slots=True)
@@ -113,12 +119,6 @@ class FailureNote:
     status: int | None
     error: str
     attempts: int
-
-
-@dataclass(slots=True)
-class Counts:
-    pages_ok: int
-    pages_failed: int
 
 
 @dataclass(slots=True)

@@ -24,8 +24,9 @@ from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
 from etl.frontier.store import Lookup
-from etl.items import Counts, FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
+from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
+from etl.plugins import load_plugin
 from etl.progress import Progress
 from etl.runs import RunState, close_run, count_failures, finish_run, open_run
 from etl.sources import source_for
@@ -40,6 +41,8 @@ log = logging.getLogger("etl.pipeline")
 
 MAX_WRITER_RESTARTS = 3
 NOTHING_SUCCEEDED = "every page failed, none succeeded (is the source down or refusing us?); see the failures table"
+NO_ROW_FROM_ITEMS = ("no row was extracted: {:,} list items had no key or no detail link "
+                     "(does [items] key / detail match the pages?)")
 NOTHING_STORED = ("the database refused every row of the run ({:,}; the first: {}): does the table have a column "
                   "or constraint the rows do not fill? See the failures table")
 
@@ -50,6 +53,8 @@ class Stats:
     pages_failed: int = 0
     rows: int = 0
     skipped: int = 0
+    keyless: int = 0  # list items without a key or detail link (this session)
+    no_rows_because: str | None = None  # pages had items, none gave a row: why (a partial run)
     by_status: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     failures: int = 0  # rows of the failures table for this run, every stage (fetch, parse, write)
@@ -128,7 +133,7 @@ class Coordinator:
     def _fetch_failed(self, req: Request, result: FetchFailure) -> None:
         """A fetch that failed: retry later (backoff with jitter, or Retry-After), or record the failure."""
         fetch = self.cfg.fetch
-        if result.retryable and req.attempt + 1 < fetch.retries:
+        if result.retryable and req.attempt < fetch.retries:  # retries after the first attempt (req.attempt 0)
             backoff = fetch.backoff * (2 ** req.attempt) * (0.5 + random.random())
             req.attempt += 1
             self.frontier.retry(req, time.monotonic() + max(backoff, result.retry_after or 0.0))
@@ -152,20 +157,22 @@ class Coordinator:
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
-        self._send_page(frontier_key(req), parsed.rows, links)
+        self.stats.keyless += parsed.keyless
+        self._send_page(frontier_key(req), parsed.rows, links, parsed.replaces)
         self.frontier.finished(req)
 
-    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link]) -> None:
+    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link], replaces: list[tuple]) -> None:
         """A page's rows go to the writer in shares of batch_size rows, its done mark and links with the
         last: a page of 500,000 items is never one message (one page took the writer to 1.6 GB). A crash
-        between shares leaves the page pending, and the redo's upserts rewrite the same rows."""
+        between shares leaves the page pending, and the redo's upserts rewrite the same rows. What the unit
+        replaces is deleted with the first share, so later shares never lose rows of earlier ones."""
         step = max(1, self.cfg.run.batch_size)
         last = (len(rows) - 1) // step * step if rows else 0
         for start in range(0, last, step):
-            self.writer.post(PageRows(key, rows[start:start + step]))
-        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done"))
+            self.writer.post(PageRows(key, rows[start:start + step], replaces if start == 0 else []))
+        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces))
 
-    def _handle_fetches(self, fetching: dict[str, tuple[Request, float]]) -> None:
+    def _handle_fetches(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         try:
             results = self.fetch.results()
         except (EOFError, OSError):  # the fetch process died: its requests go back to the frontier
@@ -173,6 +180,11 @@ class Coordinator:
             self.frontier.give_back(req for req, _ in fetching.values())
             fetching.clear()
             return
+        now = time.monotonic()
+        for sent in self.fetch.take_sent():  # each came before its request's result: applied first
+            entry = fetching.get(sent.url)
+            if entry is not None:
+                fetching[sent.url] = (entry[0], None if sent.waiting else now)
         for result in results:
             fetched = type(result) is Fetched
             req, _ = fetching.pop(result.url if fetched else result.request.url, (None, 0.0))
@@ -183,17 +195,21 @@ class Coordinator:
             else:
                 self._fetch_failed(req, result)
 
-    def _give_up_stalled(self, fetching: dict[str, tuple[Request, float]], now: float) -> None:
-        """A server that trickles its headers or body a byte at a time never trips the read timeout, and a
-        blocked read cannot be interrupted: after a generous bound, record the page as failed and go on (its
-        late result, if any, is ignored). The bound covers queueing behind `delay` on one host."""
+    def _give_up_stalled(self, fetching: dict[str, tuple[Request, float | None]], now: float) -> None:
+        """A backstop for a fetch that never ends. The fetch process bounds each response itself (its
+        watchdog cuts one past total_timeout), but nothing bounds e.g. a hanging DNS lookup: after a
+        generous bound, record the page as failed and go on (its late result, if any, is ignored).
+
+        The clock starts when the request is sent, as the fetch process reports it (etl.fetch.Sent),
+        not when it is handed over: a request queued in the fetch process behind `delay` or a robots.txt
+        Crawl-delay is waiting politely, and a bound on queueing would have to guess how long the queue
+        is. A request never sent is never given up here; a redirect's next hop restarts the clock."""
         fetch = self.cfg.fetch
-        limit = (2 * (fetch.connect_timeout + fetch.read_timeout + fetch.total_timeout) + 30
-                 + fetch.delay * self.cfg.run.fetch_threads)
-        for url in [u for u, (_, since) in fetching.items() if now - since > limit]:
+        limit = 2 * (fetch.connect_timeout + fetch.read_timeout + fetch.total_timeout) + 30
+        for url in [u for u, (_, since) in fetching.items() if since is not None and now - since > limit]:
             req, _ = fetching.pop(url)
-            self._failed(req, "fetch", f"no complete response after {limit:.0f} s (the server stalled; "
-                                       f"total_timeout = {fetch.total_timeout:g} s per response)")
+            self._failed(req, "fetch", f"no complete response {limit:.0f} s after it was sent (the server "
+                                       f"stalled; total_timeout = {fetch.total_timeout:g} s per response)")
 
     def _handle_parsed(self, results: list[tuple[Job, Any]]) -> None:
         for job, result in results:
@@ -207,12 +223,13 @@ class Coordinator:
         self._start_writer()
         self._start_parsers()
         if self.source.fetches:
-            self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads)
+            self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads,
+                                    self.source.credentials())
         try:
             while True:
                 self._loop()
                 try:
-                    self.stats.rows = self.writer.stop(self.stats.pages_ok, self.stats.pages_failed)
+                    self.stats.rows = self.writer.stop()
                     if self.writer.done is not None:  # what the database refused decides a failed run
                         self.stats.rows_refused = self.writer.done.rows_refused
                         self.stats.refusal = self.writer.done.refusal
@@ -226,14 +243,14 @@ class Coordinator:
             self.writer.close()
             self.lookup.close()
 
-    def _refill(self, fetching: dict[str, tuple[Request, float]]) -> None:
+    def _refill(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
         try:
             self.frontier.refill(busy)
         except WriterLost:
             self._recover_writer()  # reloads the frontier from the database anyway
 
-    def _hand_out(self, fetching: dict[str, tuple[Request, float]], now: float, started: int,
+    def _hand_out(self, fetching: dict[str, tuple[Request, float | None]], now: float, started: int,
                   limit: int | None) -> int:
         """Fetch only as fast as the parse processes keep up: the pool's room is the backpressure."""
         handover: list[Request] = []
@@ -246,7 +263,7 @@ class Coordinator:
             if self.fetch is None:  # a kind that reads its units itself (row ranges, file chunks)
                 self.pool.submit(Job.local(req))
             else:
-                fetching[req.url] = (req, now)
+                fetching[req.url] = (req, None)  # not sent yet: the stall clock starts at Sent
                 handover.append(req)
         if handover:
             self.fetch.submit(handover)
@@ -281,10 +298,10 @@ class Coordinator:
         return []
 
     def _loop(self) -> None:
-        fetching: dict[str, tuple[Request, float]] = {}  # url → (request, when handed over)
+        fetching: dict[str, tuple[Request, float | None]] = {}  # url → (request, when sent, None if queued)
         limit = self.cfg.run.max_pages or None
         started = 0
-        last_counts = time.monotonic()
+        last_check = time.monotonic()
         while True:
             now = time.monotonic()
             if self.frontier.needs_refill() and not self.stop_requested.is_set():
@@ -299,11 +316,10 @@ class Coordinator:
                     self._handle_fetches(fetching)
                 self._handle_parsed(results)
                 self.writer.flush_if_idle()
-                if time.monotonic() - last_counts > 2.0:
-                    last_counts = time.monotonic()
-                    self._give_up_stalled(fetching, last_counts)
+                if time.monotonic() - last_check > 2.0:
+                    last_check = time.monotonic()
+                    self._give_up_stalled(fetching, last_check)
                     self.writer.flush()
-                    self.writer.send(Counts(self.stats.pages_ok, self.stats.pages_failed))
             except WriterLost:
                 self._recover_writer()
             self.progress.update(self.stats, len(fetching) + self.pool.inflight())
@@ -325,6 +341,8 @@ class Coordinator:
 def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) -> tuple[RunState, Stats]:
     """Run one job to the end (or to a signal). Raises RunFailed for a run that could not finish."""
     progress = progress or Progress()
+    if cfg.transform.type == "plugin":  # imported when the run starts, not when the config is read
+        load_plugin(cfg.transform.plugin)
     source = source_for(cfg)
     try:
         state = open_run(cfg, fresh, source)
@@ -353,6 +371,10 @@ def run_job(cfg: Config, fresh: bool = False, progress: Progress | None = None) 
             message = stats.cut_short
             if stats.cut_short:
                 log.warning("%s", stats.cut_short)
+            if not stats.rows and stats.keyless and not state.rows_before:  # pages had items, no row came of them
+                status = "partial"
+                message = stats.no_rows_because = NO_ROW_FROM_ITEMS.format(stats.keyless)
+                log.warning("%s", message)
         return state, stats
     except RunFailed as exc:
         message = str(exc)

@@ -51,7 +51,8 @@ def _load_stocks(engine, url: str) -> None:
     from etl.stocks.dictionary import load_stocks
 
     rows = [{"code": s.code, "name": s.name, "exchange": s.exchange, "listed_date": s.listed_date,
-             "aliases": json.dumps(list(s.aliases), ensure_ascii=False)} for s in load_stocks()]
+             "aliases": json.dumps(list(s.aliases), ensure_ascii=False), "delisted": s.delisted}
+            for s in load_stocks()]
     with engine.begin() as conn:
         dialect_for(url).upsert_rows(conn, schema.stocks, schema.NATURAL_KEYS["stocks"], (), rows)
 
@@ -59,7 +60,10 @@ def _load_stocks(engine, url: str) -> None:
 def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
     """Migrate, take the job's lock, prepare the source (demo site, seeded table, download), then create
     or resume the run. The lock is held until `close_run`: one job, one run at a time, on any machine."""
-    db.upgrade(cfg.database_url)  # raises DatabaseError with a one-line message
+    problem = dialect_for(cfg.database_url).writable_problem(cfg.database_url)
+    if problem:
+        raise db.DatabaseError(problem)
+    db.upgrade(cfg.database_url, cfg.database.connect_wait)  # raises DatabaseError with a one-line message
     lock = take_job_lock(cfg)
     try:
         source.prepare()
@@ -146,6 +150,9 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunSt
             conn.execute(update(runs).where(runs.c.id == row.id).values(status="running", params=params))
             state = RunState(run_id=row.id, resumed=True, rows_before=row.rows_written)
             load_frontier(conn, state, cfg)
+            # the writer adds to these as it marks pages: they start from the frontier, the committed truth
+            conn.execute(update(runs).where(runs.c.id == row.id)
+                         .values(pages_ok=state.pages_ok, pages_failed=state.pages_failed))
             log.info("resuming run %d of %s: %d pages still to do", row.id, cfg.job,
                      (state.urls or 0) - state.pages_ok - state.pages_failed)
             return state
@@ -221,6 +228,10 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
                 stats.pages_ok, stats.pages_failed = by_state.get("done", 0), by_state.get("failed", 0)
                 values.update(pages_ok=stats.pages_ok, pages_failed=stats.pages_failed)
             conn.execute(update(schema.runs).where(schema.runs.c.id == state.run_id).values(**values))
+            if status == "succeeded":  # the whole news table was read: mentions of articles gone go too
+                from etl.stocks.store import sweep_unseen
+
+                sweep_unseen(conn, cfg, state.run_id)
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -104,10 +105,12 @@ stocks = Table(
     Column("exchange", String(4), nullable=False),
     Column("listed_date", Date),
     Column("aliases", Text, nullable=False),  # JSON list
+    Column("delisted", Boolean, nullable=False, default=False),  # still matched: old news names it
 )
 
 stock_mentions = Table(
     "stock_mentions", metadata,
+    Column("source", String(200), primary_key=True),  # the job's name: two news tables never collide
     Column("news_id", String(64), primary_key=True),
     Column("stock_code", String(6), primary_key=True),
     Column("stock_name", String(32), nullable=False),
@@ -119,7 +122,7 @@ stock_mentions = Table(
 
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "listings": ("source", "listing_id"),
-    "stock_mentions": ("news_id", "stock_code"),
+    "stock_mentions": ("source", "news_id", "stock_code"),
     "stocks": ("code",),
 }
 # The column an item's key goes in, for the tables a config may name as its target.

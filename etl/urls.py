@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
 
@@ -120,3 +120,23 @@ def fingerprint(url: str) -> int:
     """A stable signed 64-bit key of the canonical URL (fits a BIGINT column on every database)."""
     digest = hashlib.blake2b(canonical(url).encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, tuple[str, str]] | None]:
+    """`http://user:pw@host/x` → (`http://host/x`, (origin, (user, pw))). The URL without its userinfo is
+    what is fetched, stored and followed, so a password in a start URL never reaches listings.url, the
+    frontier or failures; the fetcher sends it as Basic auth to that origin only."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return clean, (origin_of(clean), (unquote(user), unquote(password)))
+
+
+def origin_of(url: str) -> str:
+    """scheme://host:port with the port always written, lower case: the key credentials are kept under."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"

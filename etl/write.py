@@ -8,7 +8,7 @@ them idempotently. The coordinator writes only before the writer starts and afte
 SQLite there is never a second writer waiting on the lock. What differs between databases (COPY,
 conflict clauses, transient errors) is the dialect's (etl/dialects/).
 
-Messages (etl/items.py): PageRows, PageDone, FailureNote, Counts, Bundle of those, Sync (answered by Synced),
+Messages (etl/items.py): PageRows, PageDone, FailureNote, Bundle of those, Sync (answered by Synced),
 Stop; the writer ends with WriterDone or WriterError on its outbox. A batch is committed as soon as the next
 share of rows would take it past batch_size — between the messages of a bundle too — so one transaction
 holds at most batch_size rows however the rows arrive.
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, delete, func, select, update
 
 from etl import schema
 from etl.config.model import TargetSpec
@@ -35,7 +35,6 @@ from etl.dialects import dialect_for
 from etl.errors import one_line
 from etl.items import (
     Bundle,
-    Counts,
     FailureNote,
     PageDone,
     PageRows,
@@ -69,7 +68,7 @@ class Batch:
     links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # url_key → (url, kind, meta)
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
-    counts: Counts | None = None
+    replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
 
     def __len__(self) -> int:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
@@ -153,6 +152,8 @@ class Writer:
                 self.add(batch, inner)
         elif type(msg) is PageDone or type(msg) is PageRows:
             columns, key = self.columns, self.key
+            if msg.replaces:
+                self._replace_in_batch(batch, msg.replaces)
             for row in msg.rows:
                 full = {c: row.get(c) for c in columns}
                 batch.rows[tuple(full[k] for k in key)] = full
@@ -164,12 +165,33 @@ class Writer:
             batch.failures.append({"run_id": self.s.run_id, "url": clean_text(msg.url), "stage": msg.stage,
                                    "status": msg.status, "error": clean_text(msg.error[:2000]),
                                    "attempts": msg.attempts, "at": dt.datetime.now(dt.UTC)})
-        elif type(msg) is Counts:
-            batch.counts = msg
+
+    @staticmethod
+    def _replace_in_batch(batch: Batch, replaces: list[tuple]) -> None:
+        """A unit re-derived these keys: rows an earlier unit of this batch gave them go too (a page
+        re-queued after a writer recovery), then the commit deletes what the database holds of them."""
+        new = set(replaces)
+        if batch.replaces and not new.isdisjoint(batch.replaces):
+            n = len(replaces[0])
+            batch.rows = {k: r for k, r in batch.rows.items() if k[:n] not in new}
+        batch.replaces |= new
+
+    def _delete_replaced(self, conn, replaces: set[tuple]) -> None:
+        """Delete the stored rows under each replaced key prefix, in chunks (SQLite's variable limit)."""
+        n = len(next(iter(replaces)))
+        cols = [self.table.c[k] for k in self.key[:n]]
+        by_scope: dict[tuple, list] = {}
+        for prefix in replaces:
+            by_scope.setdefault(prefix[:-1], []).append(prefix[-1])
+        for scope, last in by_scope.items():
+            same = [c == v for c, v in zip(cols[:-1], scope, strict=True)]
+            last.sort()
+            for i in range(0, len(last), 500):
+                conn.execute(delete(self.table).where(and_(*same, cols[-1].in_(last[i:i + 500]))))
 
     def flush(self, batch: Batch) -> None:
         """Commit one batch in one transaction, retrying through connection loss for retry_seconds."""
-        if not len(batch) and batch.counts is None and not batch.links:
+        if not len(batch) and not batch.states and not batch.links and not batch.replaces:
             return
         now = dt.datetime.now(dt.UTC)
         rows = list(batch.rows.values())
@@ -177,6 +199,10 @@ class Writer:
                  if c in self.columns}
         for row in rows:
             row.update(const)  # also kept on the rows: a refused batch is retried row by row
+        # runs.pages_ok/failed move with the frontier marks, in their transaction: never behind after a kill
+        ended = {"pages_ok": 0, "pages_failed": 0}
+        for state in batch.states.values():
+            ended["pages_ok" if state == "done" else "pages_failed"] += 1
         # A page discovered and finished within one batch is inserted as finished, and still UPDATEd: a link
         # may already be in the table (the frontier's seen-set is capped, the database dedupes), and then the
         # insert does nothing and only the UPDATE marks the page done (else it is fetched again and again).
@@ -187,7 +213,7 @@ class Writer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    written, refused = self._commit(conn, batch, rows, links, const)
+                    written, refused = self._commit(conn, batch, rows, links, const, ended)
                 self.rows_written = written
                 self.rows_refused = refused
                 self.batches += 1
@@ -200,7 +226,8 @@ class Writer:
                 delay = min(delay * 2, 10.0)
                 self.engine.dispose()
 
-    def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict) -> tuple[int, int]:
+    def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict,
+                ended: dict[str, int]) -> tuple[int, int]:
         """One batch's statements; returns the run's rows written and rows refused as of this commit."""
         d, f, run_id = self.dialect, schema.frontier, self.s.run_id
         refused = self.rows_refused
@@ -211,6 +238,8 @@ class Writer:
         if links:
             d.insert_new_rows(conn, f, ("run_id", "url_key"), links, {"run_id": run_id})
         failures = batch.failures
+        if batch.replaces:  # same transaction as the new rows: an article is never seen half-replaced
+            self._delete_replaced(conn, batch.replaces)
         if rows:
             try:
                 with conn.begin_nested():
@@ -228,8 +257,7 @@ class Writer:
             time.sleep(_SLOW_BATCH)
         written = self.rows_written + len(rows)
         values: dict[str, Any] = {"rows_written": written}
-        if batch.counts:
-            values.update(pages_ok=batch.counts.pages_ok, pages_failed=batch.counts.pages_failed)
+        values.update({c: schema.runs.c[c] + n for c, n in ended.items() if n})
         conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
         return written, refused
 
@@ -282,7 +310,7 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
                 writer.take(msg)  # commits whenever the batch is full
             batch = writer.batch
             if stopping or (time.monotonic() - writer.last_commit >= settings.flush_seconds
-                            and (len(batch) or batch.counts)):
+                            and (len(batch) or batch.states or batch.links)):
                 writer.commit()
         writer.engine.dispose()
         outbox.put(writer.done())

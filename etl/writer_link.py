@@ -12,7 +12,7 @@ import queue
 import time
 from typing import Any
 
-from etl.items import Bundle, Counts, PageDone, PageRows, Stop, Sync, Synced, WriterDone, WriterError
+from etl.items import Bundle, PageDone, PageRows, Stop, Sync, Synced, WriterDone, WriterError
 from etl.write import WriterSettings, writer_main
 
 log = logging.getLogger("etl.pipeline")
@@ -110,11 +110,10 @@ class WriterLink:
             if type(msg) is WriterError:
                 raise RunFailed(f"database writes failed: {msg.message}")
 
-    def stop(self, pages_ok: int, pages_failed: int, timeout: float = 120.0) -> int:
-        """Send the last counts, let the writer commit and exit; returns the rows it wrote."""
+    def stop(self, timeout: float = 120.0) -> int:
+        """Let the writer commit what it has and exit; returns the rows it wrote."""
         if self.process.is_alive():
             self.flush()
-            self.send(Counts(pages_ok, pages_failed))
             self.send(Stop())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -285,3 +285,65 @@ def test_date_in_a_given_format(text, fmt, want):
     from etl.parse.cleaners import to_date_format
 
     assert to_date_format(text, fmt) == want
+
+
+# ------------------------------------------------------------------------------- charset labels (WHATWG)
+
+ASCII_PAGE = '<html><head><meta charset="{}"></head><body><p class="t">Sunny flat +ADw-b+AD4-</p></body></html>'
+
+
+@pytest.mark.parametrize("label", ["rot13", "zlib", "base64", "hex", "bz2", "uu", "utf-7", "utf7", "cp037"])
+def test_a_meta_naming_no_web_encoding_is_ignored(label):
+    """Python codecs that are no encoding of the web (not text codecs, or utf-7) must neither fail the page
+    nor be honoured: utf-7 would turn "+ADw-" into "<", markup the page never had."""
+    body = ASCII_PAGE.format(label).encode("ascii")
+    text, enc = decode_html(body, "text/html")
+    assert enc == "utf-8" and "Sunny flat +ADw-b+AD4-" in text
+
+
+@pytest.mark.parametrize("label", ["rot13", "zlib", "utf-7", "cp037"])
+def test_a_header_naming_no_web_encoding_is_ignored(label):
+    body = page(ZH).encode("utf-8")
+    text, enc = decode_html(body, f"text/html; charset={label}")
+    assert enc == "utf-8" and ZH in text
+    assert header_charset(f"text/html; charset={label}") is None
+
+
+def even(body: bytes) -> bytes:
+    """Of even length, so that UTF-16 "decodes" it without an error (into nonsense)."""
+    return body + b" " * (len(body) % 2)
+
+
+@pytest.mark.parametrize("label", ["utf-16", "UTF-16LE", "utf-16be", "unicode", "ucs-2"])
+def test_meta_utf16_on_an_ascii_page_is_read_as_utf8(label):
+    body = even(ASCII_PAGE.format(label).encode("ascii"))
+    text, enc = decode_html(body, "text/html")
+    assert enc == "utf-8" and "Sunny flat" in text
+
+
+def test_header_utf16_on_a_body_without_utf16_markup_is_not_trusted():
+    text, enc = decode_html(even(page("Sunny flat").encode("utf-8")), "text/html; charset=utf-16")
+    assert enc == "utf-8" and "Sunny flat" in text
+
+
+def test_header_utf16_on_a_utf16_body_is_honoured():
+    body = page(ZH).encode("utf-16-le")
+    text, enc = decode_html(body, "text/html; charset=utf-16")
+    assert enc == "utf-16-le" and ZH in text
+
+
+def test_utf16_bom_wins():
+    body = codecs.BOM_UTF16_BE + page(ZH, "gbk").encode("utf-16-be")
+    text, enc = decode_html(body, "text/html; charset=gbk")
+    assert enc == "utf-16-be" and text.startswith("<!DOCTYPE") and ZH in text
+
+
+@pytest.mark.parametrize(("label", "want"), [
+    ("x-sjis", "cp932"), ("Shift_JIS", "cp932"), ("x-x-big5", "big5hkscs"), ("ks_c_5601-1987", "cp949"),
+    ("unicode20utf8", "utf-8"), ("latin1", "cp1252"), ("x-gbk", "gb18030"), ("dos-874", "cp874"),
+    (" Windows-1251 ", "cp1251"), ("iso-8859-8-i", "iso8859-8"), ("x-mac-cyrillic", "mac-cyrillic"),
+    ("latin-1", None),  # Python's alias, not a label browsers know
+    ("utf-32", None), ("iso-2022-kr", None), ("x-user-defined", None),
+])
+def test_labels_are_the_whatwg_ones(label, want):
+    assert header_charset(f"text/html; charset={label}") == want

@@ -71,7 +71,7 @@ def test_demo_config_loads():
     cfg = load(DEMO)
     assert cfg.job == "demo-listings" and cfg.source_type == "http" and cfg.site == "demo"
     assert cfg.start_urls == ("{base_url}/bj/ershoufang/",)  # the demo server's address is filled in at run time
-    assert cfg.demo == {"listings": 5000, "encoding": "gbk", "pagination": "json"}
+    assert cfg.demo == {"listings": 5000, "encoding": "gbk", "pagination": "json", "day": 0}
     assert list(cfg.pages) == ["city", "district", "subdistrict"]
     assert cfg.pages["city"].facets.kind == "district" and cfg.pages["city"].paginate
     assert cfg.pages["district"].facets.kind == "subdistrict"
@@ -94,7 +94,7 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert cfg.start_urls == ("http://demo.test/bj/list/",)
     assert cfg.site == "mini"  # site defaults to the job name
     assert cfg.run.fetch_threads == 16 and cfg.run.parse_processes >= 1 and cfg.run.engine == "selectolax"
-    assert cfg.fetch.max_bytes == 10_000_000 and cfg.fetch.retries == 3
+    assert cfg.fetch.max_bytes == 10_000_000 and cfg.fetch.retries == 2
     assert cfg.fields["title"].source == "item" and cfg.fields["title"].type == "text"
     assert cfg.items.detail is None
     assert cfg.pagination.total_pages is None

@@ -244,3 +244,17 @@ def test_css_on_a_json_item_is_refused(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('title = { json = "title", required = true }', 'title = "h1"'))
     with pytest.raises(config.ConfigError, match="json"):
         config.load(str(path))
+
+
+def test_a_json_response_nested_too_deeply_is_that_pages_failure(tmp_path: Path) -> None:
+    """12.16 on the json source: a response nested past the parser's limit fails that page with one line
+    (the parse process does not die); an item whose value is too deep to turn into text fails that item."""
+    from etl.items import Page, Request
+    from etl.sources import source_for
+
+    cfg = config.load(write_config(tmp_path, "http://127.0.0.1:1", "page", None))
+    reader = source_for(cfg).reader(("127.0.0.1:1",))
+    url = "http://127.0.0.1:1/api/page?size=30&p=1"
+    deep = b'{"items": [' + b"[" * 200_000 + b"]" * 200_000 + b"]}"
+    parsed = reader.read(Page(Request(url, "list", {}), url, 200, {"content-type": "application/json"}, deep))
+    assert parsed.error and "nested too deeply" in parsed.error and not parsed.rows

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,7 @@ def test_runs_params_records_the_configured_base_url(tmp_path: Path, how: str) -
     from etl.runs import close_run, open_run
     from etl.sources import source_for
 
-    text = (ROOT / "config/demo.toml").read_text().replace(
-        'demo = { listings = 5000, encoding = "gbk", pagination = "json" }', "")
+    text = re.sub(r"(?m)^demo = .*$", "", (ROOT / "config/demo.toml").read_text())
     if how == "source":
         text = text.replace('city = "bj"', 'city = "bj"\nbase_url = "http://127.0.0.1:9"', 1)
     path = tmp_path / "site.toml"
@@ -106,3 +106,16 @@ def test_an_extra_not_null_column_fails_the_run_postgres(pg_url: str, capfd) -> 
     engine.dispose()
     code, out, err = _refused_run(pg_url, capfd)
     _assert_failed_for_refusals(pg_url, code, out, err, '"owner"')
+
+
+def test_a_key_that_finds_nothing_is_partial_and_not_called_a_rule(sqlite_url: str, capsys) -> None:
+    """11.12: every item keyless → 0 rows: a warning and exit 1, and the summary does not call those items
+    "skipped by rule" (only [items] skip is a rule)."""
+    code = cli.main(["run", str(ROOT / "config/demo.toml"), "--db", sqlite_url, "--quiet",
+                     "--set", "source.demo.listings=300", "--set", "items.key.attr=data-no-such-attribute"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "no row was extracted" in out and "had no key" in out, out
+    assert "skipped by rule: 50," in out and "without a key or detail link: 300" in out, out
+    run = table(sqlite_url, "SELECT status, message FROM runs")[0]
+    assert run["status"] == "partial" and "no key" in run["message"]

@@ -303,3 +303,21 @@ def test_children_of_a_killed_coordinator_exit_quietly(tmp_path: Path) -> None:
         time.sleep(0.5)
     assert not alive, "children of the killed coordinator are still running"
     assert "Traceback" not in err and "ConnectionResetError" not in err, err[-2000:]
+
+
+def test_runs_page_counts_match_the_frontier_after_a_kill(tmp_path: Path) -> None:
+    """11.18: runs.pages_ok / pages_failed are committed with the frontier marks: after kill -9 they equal
+    the frontier's counts at once (they lagged until the run finished), and a resume starts from them."""
+    db = tmp_path / "etl.db"
+    proc = start(db)
+    wait_for(db, proc, 1500)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    done = count(db, "SELECT count(*) FROM frontier WHERE state = 'done'")
+    failed = count(db, "SELECT count(*) FROM frontier WHERE state = 'failed'")
+    assert done > 0
+    assert count(db, "SELECT pages_ok FROM runs") == done
+    assert count(db, "SELECT pages_failed FROM runs") == failed
+    finish(db)
+    assert count(db, "SELECT pages_ok FROM runs") == count(db, "SELECT count(*) FROM frontier WHERE state = 'done'")
+    check_complete(db)

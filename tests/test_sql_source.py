@@ -143,3 +143,61 @@ def test_every_row_once_on_server_databases(tmp_path: Path, backend: str, key: s
     make_articles(url, keys)
     assert cli.main(["run", job(tmp_path, key), "--db", url, "--quiet"]) == 0
     assert mentions(url) == sorted(str(i) for i in range(10))
+
+
+# ---------------------------------------------------------------- published: the date in a stated zone
+def tz_job(tmp_path: Path, zone: str | None, column_type: str = "TEXT") -> str:
+    path = Path(job(tmp_path, "art_id", columns='{ id = "art_id", published = "pub", body = "content" }'))
+    if zone is not None:
+        path.write_text(path.read_text().replace("chunk_rows = 3", f'chunk_rows = 3\ntimezone = "{zone}"'))
+    return str(path)
+
+
+def make_stamped(url: str, column_type: str, stamps: list[str]) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS articles"))
+        conn.execute(text(f"CREATE TABLE articles (art_id INTEGER, pub {column_type}, content TEXT)"))
+        conn.execute(text("INSERT INTO articles VALUES (:i, :p, '贵州茅台发布公告')"),
+                     [{"i": i, "p": p} for i, p in enumerate(stamps)])
+    engine.dispose()
+
+
+def dates(url: str) -> list[str]:
+    return [str(r["news_date"])[:10] for r in table(url, "SELECT news_date FROM stock_mentions ORDER BY news_id")]
+
+
+STAMPS = ["2026-06-02 00:30:00+08:00", "2026-06-01T16:30:00Z", "2026-06-01 16:30+00:00", "2026-06-01 23:30",
+          "2026-06-01"]
+
+
+@pytest.mark.parametrize("zone, expected", [
+    (None, ["2026-06-02", "2026-06-02", "2026-06-02", "2026-06-01", "2026-06-01"]),  # default Asia/Shanghai
+    ("UTC", ["2026-06-01", "2026-06-01", "2026-06-01", "2026-06-01", "2026-06-01"]),
+    ("America/New_York", ["2026-06-01", "2026-06-01", "2026-06-01", "2026-06-01", "2026-06-01"]),
+])
+def test_text_timestamps_with_offsets_sqlite(tmp_path: Path, sqlite_url: str, zone, expected) -> None:
+    make_stamped(sqlite_url, "TEXT", STAMPS)
+    assert cli.main(["run", tz_job(tmp_path, zone), "--db", sqlite_url, "--quiet"]) == 0
+    assert dates(sqlite_url) == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("zone, expected", [(None, "2026-06-02"), ("Asia/Shanghai", "2026-06-02"),
+                                            ("UTC", "2026-06-01")])
+def test_timestamptz_date_in_the_configured_zone(tmp_path: Path, pg_url: str, zone, expected) -> None:
+    """The session's zone (UTC here) no longer decides the date: the config's zone does."""
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{pg_url.rsplit('/', 1)[1]}\" SET timezone TO 'UTC'"))
+    engine.dispose()
+    make_stamped(pg_url, "timestamptz", ["2026-06-02 00:30+08"])
+    assert cli.main(["run", tz_job(tmp_path, zone), "--db", pg_url, "--quiet"]) == 0
+    assert dates(pg_url) == [expected]
+
+
+def test_an_unknown_zone_is_a_config_error(tmp_path: Path) -> None:
+    from etl import config
+
+    with pytest.raises(config.ConfigError, match="Mars/Olympus"):
+        config.load(tz_job(tmp_path, "Mars/Olympus"))

@@ -120,7 +120,10 @@ def test_normalize_keeps_digit_runs_apart() -> None:
         ("机器人（300024）公告称", {"300024": 1}),
         ("机器人今日涨停", {"300024": 1}),
         ("证券简称：机器人", {"300024": 1}),
-        ("机器人行业报告。300024.SZ", {"300024": 2}),
+        ("机器人行业报告。300024.SZ", {"300024": 1}),  # the code counts; the plain word 机器人 does not
+        ("老百姓（603883）发布公告。老百姓的菜篮子越来越丰富", {"603883": 1}),
+        ("老百姓（603883）发布公告。老百姓股价涨停", {"603883": 2}),  # a second evidenced use counts
+        ("涨停个股：机器人、农产品。300024", {"300024": 2, "000061": 1}),
         ("涨停：贵州茅台、农产品", {"600519": 1, "000061": 1}),
         ("农产品价格上涨", {}),
         ("中国银行业协会", {}),
@@ -130,6 +133,43 @@ def test_normalize_keeps_digit_runs_apart() -> None:
 )
 def test_rules(any_matcher, text, expected) -> None:
     assert any_matcher.find(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("貴州茅台發布公告", {"600519": 1}),
+        ("中國平安", {"601318": 1}),
+        ("貴州&#33541;台", {"600519": 1}),
+        ("贵州&lt;b&gt;茅台&lt;/b&gt;", {"600519": 1}),
+        ("<p>贵州<b>茅台</b></p>", {"600519": 1}),
+        ("订单<br>600519<br>1234", {"600519": 1}),  # a tag between digits never glues them together
+        ("600519&nbsp;1234", {"600519": 1}),
+        ("PE<20倍的贵州茅台", {"600519": 1}),  # a bare '<' is text, not a tag
+        ("正邦科技发布公告", {"002157": 1}),  # former names: aliases of the current code
+        ("中环股份涨停", {"002129": 1}),
+        ("中國南車", {"601766": 1}),
+        ("美的电器", {"000527": 1}),  # a delisted code stays findable
+    ],
+)
+def test_traditional_entities_and_former_names(any_matcher, text, expected) -> None:
+    assert any_matcher.find(text) == expected
+
+
+def test_delisted_marked(stocks) -> None:
+    by = {s.code: s for s in stocks}
+    assert by["000527"].delisted and by["000018"].delisted and by["601299"].delisted  # no date / …退
+    assert not by["600519"].delisted and not by["002157"].delisted
+    assert "正邦科技" in by["002157"].aliases and "中环股份" in by["002129"].aliases
+
+
+def test_user_aliases_from_env(tmp_path, monkeypatch) -> None:
+    extra = tmp_path / "aliases.csv"
+    extra.write_text("code,former_name,now\n600519,茅台酒厂,贵州茅台\n000002,平安银行,万科A\n", encoding="utf-8")
+    monkeypatch.setenv("ETL_STOCK_ALIASES", str(extra))
+    m = StockMatcher(load_stocks())
+    assert m.find("茅台酒厂发布公告") == {"600519": 1}
+    assert m.find("平安银行") == {"000001": 1}  # a current name is never taken over
 
 
 def test_both_engines_identical_on_labeled_set(stocks) -> None:

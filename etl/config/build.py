@@ -26,6 +26,7 @@ from etl.config.model import (
 )
 from etl.dialects import url_problem
 from etl.parse.engines import ENGINES
+from etl.plugins import plugin_name_problem
 from etl.sources import REGISTRY, source_class
 
 _TOP = {"job", "source", "crawl", "items", "fields", "target", "transform", "run", "politeness", "database"}
@@ -62,7 +63,12 @@ def build(raw: dict[str, Any], path: str) -> Config:
     demo = source.get("demo")
     if demo is not None:
         demo = dict(ck.table(demo, "[source.demo]",
-                             {"listings", "encoding", "pagination", "seed", "news", "detail_pages"}))
+                             {"listings", "encoding", "pagination", "seed", "news", "detail_pages", "day"}))
+        if "day" in demo:  # `--set day=N` lands here as any TOML value
+            from etl.demo.days import check_day
+
+            if problem := check_day(demo["day"]):
+                raise ck.fail("[source.demo].day", problem)
         variables["base_url"] = variables.get("base_url", "{base_url}")
     spec, start_urls = source_cls.check(source, raw, ck, variables)
     domains = source.get("allowed_domains", [])
@@ -139,9 +145,9 @@ def build(raw: dict[str, Any], path: str) -> Config:
     if transform.type not in ("none", "stock_mentions", "plugin"):
         raise ck.fail("[transform].type", f"unknown transform {transform.type!r} (use none, stock_mentions or plugin)")
     if transform.type == "plugin":
-        if not transform.plugin or not re.fullmatch(r"[\w.]+:\w+", transform.plugin):
-            raise ck.fail("[transform].plugin", "name the function as 'package.module:function'")
-        _check_plugin(transform.plugin, ck)
+        problem = plugin_name_problem(transform.plugin)
+        if problem:  # only the form: the module is imported when the run starts, never while loading
+            raise ck.fail("[transform].plugin", problem)
 
     run, fetch, database = _settings(raw, ck)
     cfg = Config(
@@ -165,13 +171,20 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
         raise ck.fail("[run].engine", f"unknown engine {run['engine']!r} (use {', '.join(ENGINES)})")
     if run["start_method"] not in ("spawn", "forkserver", "fork"):
         raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
+    if run["parse_timeout"] <= 0:
+        raise ck.fail("[run].parse_timeout", "must be more than 0 seconds")
     if run["parse_processes"] < 0:
         raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
     for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("run", "frontier_memory"),
                          ("run", "max_urls"), ("run", "seen_memory"),
-                         ("politeness", "per_host"), ("politeness", "retries"), ("politeness", "max_bytes")):
+                         ("politeness", "per_host"), ("politeness", "max_bytes")):
         if settings[section][key] < 1:
             raise ck.fail(f"[{section}].{key}", "must be at least 1")
+    if db["connect_wait"] < 0:
+        raise ck.fail("[database].connect_wait", "must be 0 (do not wait) or more seconds")
+    if pol["retries"] < 0:
+        raise ck.fail("[politeness].retries", "must be 0 (one attempt, no retry) or more: it counts the "
+                                              "retries after the first attempt")
     problem = url_problem(db["url"])
     if problem:
         raise ck.fail("[database].url", problem)
@@ -206,17 +219,3 @@ def _target(raw: dict[str, Any], fields: dict[str, Any], ck: Checker):
     if len(names) != len(fields):
         raise ck.fail("[fields]", f"two fields differ only in case; they would be one column of {table}")
     return target_spec(table, key, {n: f.type for n, f in fields.items()})
-
-
-def _check_plugin(name: str, ck: Checker) -> None:
-    import importlib
-
-    module, _, func = name.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise ck.fail("[transform].plugin", f"cannot import {name}: {exc}") from None
-    if not callable(fn):
-        raise ck.fail("[transform].plugin", f"{name} is not a function")
-
-

@@ -13,6 +13,16 @@ from typing import Any
 from etl.config.model import ConfigError, FieldSpec, LinkRule
 from etl.parse.cleaners import CONVERTERS
 
+_LEXBOR_CONTAINS = re.compile(r":lexbor-contains\b", re.I)
+
+
+def _selector_problem(exc: Exception) -> str:
+    """soupsieve's message is several lines (the selector again, a caret under the error): one line, with
+    the column it points at."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    col = getattr(exc, "col", None)
+    return f"{first} (at column {col})" if isinstance(col, int) and "position" not in first else first
+
 
 class Checker:
     def __init__(self, path: str, engine: str = "selectolax") -> None:
@@ -57,6 +67,10 @@ class Checker:
     def css(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, "expected a non-empty CSS selector")
+        if self.engine != "bs4" and _LEXBOR_CONTAINS.search(value):
+            raise self.fail(where, f"{value!r}: ':lexbor-contains' matches only an element's own first text, so "
+                                   "it finds nothing where the text is in a child; pick a field by the text "
+                                   "next to it with label = \"…\"")
         try:
             if self.engine == "bs4":
                 import soupsieve
@@ -67,14 +81,21 @@ class Checker:
 
                 LexborHTMLParser("<p></p>").css(value)
         except Exception as exc:  # both raise on selectors they cannot compile
-            raise self.fail(where, f"invalid CSS selector {value!r}: {exc}") from None
+            raise self.fail(where, f"invalid CSS selector {value!r} for the {self.engine} engine: "
+                                   f"{_selector_problem(exc)}") from None
         return value
 
     def field(self, name: str, data: Any, where: str, default_source: str) -> FieldSpec:
         if isinstance(data, str):
             data = {"css": data}
         d = self.table(data, where, {"css", "attr", "json", "regex", "type", "scale", "value", "from", "all",
-                                           "required", "format"})
+                                           "required", "format", "label"})
+        label = self.typed(d, "label", where, str)
+        if label is not None:
+            label = " ".join(label.split()).rstrip(" :：")  # as the page's text is compared: collapsed
+        if label is not None and (not label or "attr" in d):
+            raise self.fail(f"{where}.label", "a non-empty label text, without 'attr' (the value is the text "
+                                              "next to the label)")
         ftype = self.typed(d, "type", where, str, "text")
         if ftype not in CONVERTERS:
             raise self.fail(f"{where}.type", f"unknown type {ftype!r} (use {', '.join(CONVERTERS)})")
@@ -95,15 +116,17 @@ class Checker:
             raise self.fail(f"{where}.format", "only for type = \"date\": a strptime format such as \"%d/%m/%Y\"")
         css = self.css(d["css"], f"{where}.css") if "css" in d else None
         if (source != "config" and not source.startswith("facet:") and css is None and "attr" not in d
-                and "regex" not in d and "json" not in d):
-            raise self.fail(where, "needs a 'css' selector (or 'attr'/'regex' on the item itself, or 'value')")
+                and "regex" not in d and "json" not in d and label is None):
+            raise self.fail(where, "needs a 'css' selector or a 'label' (or 'attr'/'regex' on the item itself, "
+                                   "or 'value')")
         return FieldSpec(name=name, css=css, attr=self.typed(d, "attr", where, str),
                          json=self.typed(d, "json", where, str),
                          regex=self.regex(self.typed(d, "regex", where, str), f"{where}.regex"),
                          type=ftype, scale=None if scale is None else str(scale),
                          value=None if d.get("value") is None else str(d["value"]), source=source,
                          all=bool(self.typed(d, "all", where, bool, False)),
-                         required=bool(self.typed(d, "required", where, bool, False)), format=fmt)
+                         required=bool(self.typed(d, "required", where, bool, False)), format=fmt,
+                         label=label)
 
     def link(self, data: Any, where: str, default_kind: str | None = None) -> LinkRule:
         if isinstance(data, str):

@@ -34,6 +34,7 @@ class FieldSpec:
     all: bool = False  # join every match with a space instead of taking the first
     required: bool = False  # missing or unreadable → no row and a failure, instead of NULL
     format: str | None = None  # date fields: a strptime format ("%d/%m/%Y") instead of year-month-day search
+    label: str | None = None  # the text next to the element whose text is this label (etl/parse/labels.py)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class RunSettings:
     max_pages: int = 0
     start_method: str = "spawn"
     frontier_memory: int = 200_000
+    parse_timeout: float = 60.0  # seconds one page may take to parse before its process is replaced
     max_urls: int = 5_000_000  # distinct URLs a run's frontier may hold; new links past it are dropped (partial)
     seen_memory: int = 1_000_000  # fingerprints kept in memory (70-90 bytes each); past it the database dedupes
 
@@ -122,7 +124,7 @@ class FetchSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
     total_timeout: float = 120.0
-    retries: int = 3
+    retries: int = 2  # retries after the first attempt, as Scrapy's RETRY_TIMES (2: three attempts in all)
     backoff: float = 0.5
     max_bytes: int = 10_000_000
 
@@ -133,6 +135,7 @@ class DatabaseSettings:
 
     url: str = "sqlite:///etl.db"
     retry_seconds: float = 60.0
+    connect_wait: float = 0.0  # seconds a run start retries a refused connection (a database still starting)
 
 
 @dataclass(frozen=True)

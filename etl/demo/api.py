@@ -101,7 +101,10 @@ def render(site, path: str) -> Response | None:
     try:
         if style and style.isdigit():
             li = site._find(m, int(style))
-            return _answer(404, {"error": "no such listing"}) if li is None else _answer(200, detail(m, li), True)
+            if li is None:
+                return _answer(404, {"error": "no such listing"})
+            status, headers, body = _answer(200, detail(m, li), True)
+            return status, {**headers, "Last-Modified": site.last_modified(li)}, body
         return _answer(200, _page(m, style, query))
     except BadRequest as exc:
         return _answer(400, {"error": str(exc)})

@@ -232,10 +232,21 @@ class Listing:
     elevator: str
     ownership: str
     last_trade: int  # date ordinal, 0 = 暂无数据
+    changed: int = 0  # date ordinal of the last price change or relisting (days.py), 0 = never
 
     @property
     def price_text(self) -> str:
         return str(self.price10 // 10) if self.price10 % 10 == 0 else f"{self.price10 // 10}.{self.price10 % 10}"
+
+
+@dataclass(frozen=True)
+class ListingGen:
+    """The city-wide price levels and community ranges a new listing is drawn from (kept so that a later
+    day's new listings look like the first day's without regenerating the city)."""
+
+    base: int
+    sfac: list[float]  # per sub-district price factor
+    sub_comms: list[tuple[int, int]]  # per sub-district (first community index, count)
 
 
 @dataclass
@@ -255,6 +266,8 @@ class CityModel:
     slugs: dict[str, tuple[str, int]]
     chrome: tuple[bytes, bytes, bytes]
     fill: list[bytes]
+    gen: ListingGen | None = None  # what later days need to add listings like the first day's
+    today: int = REF_DATE.toordinal()  # the served day's date ordinal ("N天以前发布" counts from it)
 
     def title(self, li: Listing) -> str:
         return make_title(li.tcode, self.communities[li.community], li.rooms, li.halls)
@@ -331,44 +344,14 @@ def build_city(options: SiteOptions, city: str) -> CityModel:
     lid = city_code(options.seed, city) * 10**8 + rng.randrange(10**6)
     gap = max(1, min(99, 2 * (98 * 10**6 // max(n, 1)) - 1))
     floors: dict[str, str] = {}
-    r, ri = rng.random, rng.randint
+    gen = ListingGen(base, sfac, sub_comms)
+    r = rng.random
     out: list[Listing] = []
     for i in range(n):
         lid += 1 + int(r() * gap)
-        s = assignment[i]
-        rooms = ROOMS[int(r() * len(ROOMS))]
-        halls = min(3, int(r() * 2) + (rooms > 2) + (rooms > 4)) if rooms > 1 else int(r() < 0.7)
-        area = _area_text(int((rooms * 28 + 12 + r() * rooms * 20) * 100), r())
-        price10 = max(10, round(float(area) * sfac[s] * base * (0.8 + 0.4 * r()) / 1000))
-        if r() < 0.85:
-            price10 = max(10, round(price10, -1))
-        building = ("板楼", "塔楼", "板塔结合")[int(r() * 3)]
-        tf = ri(3, 18) if building == "板楼" else ri(10, 33)
-        fr = r()
-        level = None if fr < 0.09 else ("高", "中", "低")[int(r() * 3)]
-        ftext = f"共{tf}层" if fr < 0.06 else f"地下室(共{tf}层)" if level is None else f"{level}楼层(共{tf}层)"
-        dec = r()
-        listed = ref - offsets[i]
-        out.append(Listing(
-            id=lid, sub=s, community=sub_comms[s][0] + int(r() * sub_comms[s][1]), tcode=int(r() * 10**9),
-            rooms=rooms, halls=halls, area=area,
-            orientation="暂无数据" if r() < 0.06 else ORIENTATIONS[int(r() * len(ORIENTATIONS))],
-            decoration="" if dec < 0.06 else "其他" if dec < 0.12 else DECORATIONS[int(r() * 4)],
-            floor=floors.setdefault(ftext, ftext), level=level, total_floors=tf,
-            year=0 if r() < 0.07 else ri(1980, 2021), building=building,
-            price10=price10, unit=round(price10 * 1000 / float(area)), listed=listed,
-            follow=int(r() ** 3 * 300), tags=int(r() * 16),
-            elevator="暂无数据" if r() < 0.07 else ("有" if tf >= 8 else "无"),
-            ownership=OWNERSHIP[int(r() * len(OWNERSHIP))],
-            last_trade=0 if r() < 0.2 else listed - 200 - int(r() * 5000),
-        ))
-    ids_asc = array("q", (li.id for li in out))
+        out.append(make_listing(rng, gen, lid, assignment[i], ref - offsets[i], floors))
     out.reverse()
-    by_district = [array("i") for _ in districts]
-    by_sub = [array("i") for _ in subs]
-    for idx, li in enumerate(out):
-        by_sub[li.sub].append(idx)
-        by_district[subs[li.sub][2]].append(idx)
+    ids_asc, by_district, by_sub = index_listings(out, subs, len(districts))
     slugs = {sl: ("d", i) for i, (_, sl) in enumerate(districts)}
     slugs.update({sl: ("s", i) for i, (_, sl, _) in enumerate(subs)})
     cname = city_name(city)
@@ -378,4 +361,53 @@ def build_city(options: SiteOptions, city: str) -> CityModel:
             f'<span class="price">{base + k * 37}元/平</span><span class="cnt">在售{k % 97 + 1}套</span></li>'
             .encode(enc) for k in range(min(len(communities), 400) or 0)]
     return CityModel(city, cname, districts, subs, district_subs, communities, out, ids_asc,
-                     by_district, by_sub, slugs, chrome, fill)  # type: ignore[arg-type]
+                     by_district, by_sub, slugs, chrome, fill, gen)  # type: ignore[arg-type]
+
+
+def make_listing(rng: random.Random, gen: ListingGen, lid: int, s: int, listed: int,
+                 floors: dict[str, str]) -> Listing:
+    """One listing in sub-district ``s``; the draw order is part of the site (changing it changes every page)."""
+    r, ri = rng.random, rng.randint
+    rooms = ROOMS[int(r() * len(ROOMS))]
+    halls = min(3, int(r() * 2) + (rooms > 2) + (rooms > 4)) if rooms > 1 else int(r() < 0.7)
+    area = _area_text(int((rooms * 28 + 12 + r() * rooms * 20) * 100), r())
+    price10 = max(10, round(float(area) * gen.sfac[s] * gen.base * (0.8 + 0.4 * r()) / 1000))
+    if r() < 0.85:
+        price10 = max(10, round(price10, -1))
+    building = ("板楼", "塔楼", "板塔结合")[int(r() * 3)]
+    tf = ri(3, 18) if building == "板楼" else ri(10, 33)
+    fr = r()
+    level = None if fr < 0.09 else ("高", "中", "低")[int(r() * 3)]
+    ftext = f"共{tf}层" if fr < 0.06 else f"地下室(共{tf}层)" if level is None else f"{level}楼层(共{tf}层)"
+    dec = r()
+    first, count = gen.sub_comms[s]
+    return Listing(
+        id=lid, sub=s, community=first + int(r() * count), tcode=int(r() * 10**9),
+        rooms=rooms, halls=halls, area=area,
+        orientation="暂无数据" if r() < 0.06 else ORIENTATIONS[int(r() * len(ORIENTATIONS))],
+        decoration="" if dec < 0.06 else "其他" if dec < 0.12 else DECORATIONS[int(r() * 4)],
+        floor=floors.setdefault(ftext, ftext), level=level, total_floors=tf,
+        year=0 if r() < 0.07 else ri(1980, 2021), building=building,
+        price10=price10, unit=unit_price(price10, area), listed=listed,
+        follow=int(r() ** 3 * 300), tags=int(r() * 16),
+        elevator="暂无数据" if r() < 0.07 else ("有" if tf >= 8 else "无"),
+        ownership=OWNERSHIP[int(r() * len(OWNERSHIP))],
+        last_trade=0 if r() < 0.2 else listed - 200 - int(r() * 5000),
+    )
+
+
+def unit_price(price10: int, area: str) -> int:
+    """Yuan per m2 as the site shows it: the total (in 0.1 万) over the area, rounded to the yuan."""
+    return round(price10 * 1000 / float(area))
+
+
+def index_listings(listings: list[Listing], subs: list[tuple[str, str, int]],
+                   ndistricts: int) -> tuple[array, list[array], list[array]]:
+    """(ids ascending, per-district and per-sub-district indices) of an id-descending listing list."""
+    ids_asc = array("q", (li.id for li in reversed(listings)))
+    by_district = [array("i") for _ in range(ndistricts)]
+    by_sub = [array("i") for _ in subs]
+    for idx, li in enumerate(listings):
+        by_sub[li.sub].append(idx)
+        by_district[subs[li.sub][2]].append(idx)
+    return ids_asc, by_district, by_sub

@@ -1,7 +1,9 @@
 """Local HTTP server for the demo site, run in its own process so it never shares the crawler's GIL.
 
 ``extra_apps`` are "module:function" names of ``app(path) -> (status, headers, body) | None``
-callables, imported inside the server process and tried before the listings site.
+callables, imported inside the server process and tried before the listings site. Every 200 answer, the
+extra apps' included, gets ETag / Last-Modified and conditional requests are answered 304
+(etl/demo/conditional.py); a page without its own Last-Modified gets the served day's date.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from etl.demo import conditional
 from etl.demo.site import DemoSite, SiteOptions
 
 App = Callable[[str], "tuple[int, dict[str, str], bytes] | None"]
@@ -35,6 +38,7 @@ def make_server(options: SiteOptions, host: str, port: int, extra_apps: tuple[st
     """Build (not start) a threaded HTTP/1.1 server answering GET/HEAD from the site and extra apps."""
     site = DemoSite(options)
     apps: list[App] = [_load_app(a) for a in extra_apps] + [site.render]
+    day_modified = conditional.http_date(site.date)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -52,15 +56,18 @@ def make_server(options: SiteOptions, host: str, port: int, extra_apps: tuple[st
                     if result is not None:
                         break
                 status, headers, body = result if result is not None else (404, {}, b"not found")
+                status, headers, body = conditional.apply(self.command, self.headers, (status, headers, body),
+                                                          day_modified)
             except Exception as exc:  # keep serving; report as a server error
                 status, headers, body = 500, {"Content-Type": "text/plain"}, f"error: {exc!r}".encode()
             self.send_response(status)
             for key, value in headers.items():
                 if key.lower() != "content-length":
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
+            if status != 304:  # a 304 has no body, and no length of one
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            if with_body:
+            if with_body and status != 304:
                 self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server naming

@@ -67,8 +67,9 @@ from decimal import Decimal
 from html import escape
 from urllib.parse import urlsplit
 
-from etl.demo import names
-from etl.demo.names import REF_DATE, CityModel, Listing, build_city
+from etl.demo import days, names
+from etl.demo.conditional import http_date
+from etl.demo.names import CityModel, Listing
 
 _CITY_RE = re.compile(r"[a-z0-9_-]{1,32}\Z")
 _PAGE_RE = re.compile(r"pg([0-9]{1,7})\Z")
@@ -88,6 +89,7 @@ class SiteOptions:
     page_size: int = 30
     max_pages: int = 100
     detail_pages: bool = True
+    day: int = 0  # which day of the site to serve (etl/demo/days.py); 0 = as generated
 
 
 def simple_page(title: str, body: str, enc: str) -> bytes:
@@ -144,7 +146,7 @@ def _item(m: CityModel, li: Listing, pos: int) -> str:
         f'<a href="/{city}/ershoufang/{sslug}/">{escape(sname)}</a> </div></div>'
         f'<div class="address"><div class="houseInfo"><span class="houseIcon"></span>{house_info(li)}</div></div>'
         f'<div class="followInfo"><span class="starIcon"></span>{li.follow}人关注 / '
-        f"{_ago(REF_DATE.toordinal() - li.listed)}以前发布</div><div class=\"tag\">{tags}</div>"
+        f"{_ago(m.today - li.listed)}以前发布</div><div class=\"tag\">{tags}</div>"
         '<div class="priceInfo"><div class="totalPrice totalPrice2"><i> </i>'
         f'<span class="">{li.price_text}</span><i>万</i></div>'
         f'<div class="unitPrice" data-hid="{hid}" data-price="{li.unit}"><span>{li.unit:,}元/平</span></div></div>'
@@ -294,8 +296,11 @@ class DemoSite:
         if options.pagination not in ("json", "links", "next"):
             raise ValueError(f"unknown pagination mode {options.pagination!r}")
         "".encode(options.encoding)
+        if problem := days.check_day(options.day):
+            raise ValueError(f"day {problem}")
         self.options = options
-        self._build = functools.lru_cache(maxsize=4)(functools.partial(build_city, options))
+        self.date = days.day_date(options.day)
+        self._build = functools.lru_cache(maxsize=4)(functools.partial(days.city_model, options))
         self._lock = threading.Lock()  # server threads must not build the same big city concurrently
 
     def model(self, city: str) -> CityModel:
@@ -309,7 +314,18 @@ class DemoSite:
         return {"Content-Type": ctype}
 
     def render(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        """Route a request path to a page (the query string is read only by the JSON API)."""
+        """Route a request path to a page (the query string is read only by the JSON API). A page says when it
+        last changed (Last-Modified): a listing's detail when the listing did, any other page the served day."""
+        status, headers, body = self._route(path)
+        if status == 200:
+            headers.setdefault("Last-Modified", http_date(self.date))
+        return status, headers, body
+
+    def last_modified(self, li: Listing) -> str:
+        """The date a listing's own pages last changed: its listing, price change or relisting."""
+        return http_date(dt.date.fromordinal(max(li.listed, li.changed)))
+
+    def _route(self, path: str) -> tuple[int, dict[str, str], bytes]:
         p = urlsplit(path).path or "/"
         parts = [x for x in p.split("/") if x]
         enc = self.options.encoding
@@ -334,7 +350,7 @@ class DemoSite:
             li = self._find(m, int(dm.group(1)))
             if li is None:
                 return self._404(enc)
-            return 200, self._headers(), render_detail(m, li, enc)
+            return 200, {**self._headers(), "Last-Modified": self.last_modified(li)}, render_detail(m, li, enc)
         page = 1
         if rest and (pm := _PAGE_RE.match(rest[-1])):
             page = int(pm.group(1))

@@ -21,9 +21,9 @@ from etl.locks import NamedLock, SessionLock
 
 def mask_url(url: str) -> str:
     """A database URL safe to print and store: the password replaced by *** wherever it is written
-    (user:secret@host, a raw '@' inside the password, ?password=…)."""
+    (user:secret@host, a raw '@' inside the password, ?password=… / passwd / sslpassword / *token / *secret)."""
     out = re.sub(r"(://[^:/?#]*:)(.*)@(?=[^@]*$)", r"\1***@", url)
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&]*", r"\1***", out)
+    return re.sub(r"(?i)([?&](?:[a-z_]*pass(?:word|wd)?|pwd|[a-z_]*secret|[a-z_]*token)=)[^&]*", r"\1***", out)
 
 
 class Dialect:
@@ -107,6 +107,11 @@ class Dialect:
 
     def begin_read_only(self, conn) -> None:
         """Make the transaction just begun on `conn` read-only (a source's `where` is raw SQL)."""
+
+    def writable_problem(self, url: str) -> str | None:
+        """Why the database cannot take writes right now (locked, read-only), asked once before a run so that
+        the answer is one line at once rather than a traceback after the busy timeout; None when it can."""
+        return None
 
     # ------------------------------------------------------------------------------------ locks
     def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:

@@ -1,8 +1,11 @@
-"""Bytes → text the way browsers do it: HTTP header charset, then <meta>, then detection.
+"""Bytes → text the way browsers do it: a BOM, then the HTTP header charset, then <meta>, then detection.
 
 Chinese portals often serve GBK pages as plain ``text/html`` and declare the charset only in <meta>;
 requests would then guess ISO-8859-1 and mangle every character, so we never use ``response.text``.
-GBK and GB2312 are decoded as GB18030, their superset, so rare characters in a 'GBK' page still decode.
+Labels are read as the WHATWG Encoding Standard reads them (etl/parse/whatwg.py): GBK and GB2312 are
+decoded as GB18030, their superset, ISO-8859-1 and ASCII as windows-1252; a <meta> saying UTF-16 means UTF-8
+(an ASCII-compatible page cannot be UTF-16); a name that is no encoding of the web (``utf-7``, ``rot13``,
+``zlib``) is ignored and the charset detected instead.
 """
 
 from __future__ import annotations
@@ -10,35 +13,46 @@ from __future__ import annotations
 import codecs
 import re
 
+from etl.parse.whatwg import CODECS, UTF16, codec_for
+
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([\w.:-]+)", re.I)
-_SUPERSETS = {"gbk": "gb18030", "gb2312": "gb18030", "x-gbk": "gb18030", "iso-8859-1": "cp1252",
-              "latin-1": "cp1252", "ascii": "cp1252", "us-ascii": "cp1252"}
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF16_LE, "utf-16-le"))
 
 
 class DecodeError(ValueError):
     """The body cannot be turned into text (recorded as a failure for that page)."""
 
 
-def _codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    name = name.strip().lower()
-    name = _SUPERSETS.get(name, name)
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
-
-
 def header_charset(content_type: str | None) -> str | None:
     m = _HEADER_CHARSET.search(content_type or "")
-    return _codec(m.group(1)) if m else None
+    return codec_for(m.group(1)) if m else None
 
 
 def meta_charset(body: bytes) -> str | None:
     m = _META_CHARSET.search(body[:4096])
-    return _codec(m.group(1).decode("ascii", "ignore")) if m else None
+    enc = codec_for(m.group(1).decode("ascii", "ignore")) if m else None
+    return "utf-8" if enc in UTF16 else enc  # the <meta> was readable as ASCII, so the page is no UTF-16
+
+
+def _plausible(body: bytes, enc: str) -> bool:
+    """A header's UTF-16 on a body without UTF-16 markup ("<" as two bytes) is a wrong header: any even
+    run of bytes "decodes" as UTF-16, into nonsense, so decoding cleanly proves nothing."""
+    if enc == "utf-16-le":
+        return b"<\x00" in body[:4096]
+    if enc == "utf-16-be":
+        return b"\x00<" in body[:4096]
+    return True
+
+
+def _detected(name: str) -> str | None:
+    """charset_normalizer's Python codec name → one of the web's encodings (its superset), or None."""
+    try:
+        canonical = codecs.lookup(name).name
+    except LookupError:
+        return None
+    enc = codec_for(name) or codec_for(name.replace("_", "-")) or codec_for(canonical)
+    return enc or (canonical if canonical in CODECS else None)
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]:
@@ -47,11 +61,12 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
     A declared charset that does not decode cleanly (a wrong header, say) is not trusted: the next source
     is tried. Only when nothing decodes cleanly do we substitute U+FFFD, and then only if few bytes are bad.
     """
-    if body.startswith(codecs.BOM_UTF8):
-        return body[3:].decode("utf-8", "replace"), "utf-8"
+    for bom, enc in _BOMS:
+        if body.startswith(bom):
+            return body[len(bom):].decode(enc, "replace"), enc
     candidates = [header_charset(content_type), meta_charset(body)]
     for enc in candidates:
-        if enc:
+        if enc and _plausible(body, enc):
             try:
                 return body.decode(enc), enc
             except UnicodeDecodeError:
@@ -65,12 +80,12 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
 
         best = from_bytes(body[:65536]).best()
         if best is not None:
-            enc = _codec(best.encoding)
+            enc = _detected(best.encoding)
             if enc:
                 return body.decode(enc, "replace"), enc
     except ImportError:  # pragma: no cover - charset_normalizer is a dependency
         pass
-    enc = next((e for e in candidates if e), "utf-8")
+    enc = next((e for e in candidates if e and _plausible(body, e)), "utf-8")
     text = body.decode(enc, "replace")
     if text.count("\ufffd") > max(16, len(text) // 100):
         raise DecodeError(f"body does not decode as {enc} (declared) or any detected charset")

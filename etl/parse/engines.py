@@ -7,6 +7,7 @@ the same way on both, which is what makes their output byte-identical.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 ENGINES = ("selectolax", "bs4")
@@ -24,15 +25,20 @@ class Node(Protocol):
     def text(self) -> str: ...
     def attr(self, name: str) -> str | None: ...
     def key(self) -> int: ...
+    # the few tree steps that `label` fields take (etl/parse/labels.py), text nodes included
+    def is_text(self) -> bool: ...
+    def parent(self) -> Node | None: ...
+    def following(self) -> Iterator[Node]: ...
+    def text_nodes(self) -> list[Node]: ...
 
 
 _RAW_TEXT = frozenset({"script", "style", "template"})
 
 
-def _visible_text(node) -> list[str]:
-    """Text nodes in document order, skipping script/style/template subtrees. Iterative: a page nesting
-    thousands of elements must not hit Python's recursion limit."""
-    parts: list[str] = []
+def _visible_text_nodes(node) -> list:
+    """Text nodes in document order, skipping script/style/template subtrees and comments. Iterative: a
+    page nesting thousands of elements must not hit Python's recursion limit."""
+    found: list = []
     stack = [node.child]
     while stack:
         child = stack.pop()
@@ -40,10 +46,14 @@ def _visible_text(node) -> list[str]:
             continue
         stack.append(child.next)  # the sibling comes after this child's subtree
         if child.tag == "-text":
-            parts.append(child.text_content or "")
+            found.append(child)
         elif child.tag not in _RAW_TEXT and child.tag != "-comment":
             stack.append(child.child)
-    return parts
+    return found
+
+
+def _visible_text(node) -> list[str]:
+    return [child.text_content or "" for child in _visible_text_nodes(node)]
 
 
 class LexborNode:
@@ -61,6 +71,8 @@ class LexborNode:
 
     def text(self) -> str:
         node = self._n
+        if node.tag == "-text":
+            return collapse(node.text_content or "")
         if node.tag in _RAW_TEXT or node.css_first("script, style, template") is None:
             return collapse(node.text(deep=True, separator=""))
         return collapse("".join(_visible_text(node)))  # like bs4: inline scripts/styles are not text
@@ -74,6 +86,29 @@ class LexborNode:
 
     def key(self) -> int:
         return self._n.mem_id
+
+    def is_text(self) -> bool:
+        return self._n.tag == "-text"
+
+    def parent(self) -> LexborNode | None:
+        n = self._n.parent
+        return None if n is None else LexborNode(n)
+
+    def following(self) -> Iterator[LexborNode]:
+        n = self._n.next
+        while n is not None:
+            if n.tag != "-comment":
+                yield LexborNode(n)
+            n = n.next
+
+    def text_nodes(self) -> list[LexborNode]:
+        return [LexborNode(n) for n in _visible_text_nodes(self._n)]
+
+
+try:
+    from bs4 import NavigableString
+except ImportError:  # pragma: no cover - bs4 is a dependency
+    NavigableString = str  # type: ignore[assignment,misc]
 
 
 class SoupNode:
@@ -90,6 +125,8 @@ class SoupNode:
         return None if n is None else SoupNode(n)
 
     def text(self) -> str:
+        if isinstance(self._n, NavigableString):
+            return collapse(str(self._n))
         return collapse(self._n.get_text())
 
     def attr(self, name: str) -> str | None:
@@ -101,9 +138,37 @@ class SoupNode:
     def key(self) -> int:
         return id(self._n)
 
+    def is_text(self) -> bool:
+        return type(self._n) is NavigableString
+
+    def parent(self) -> SoupNode | None:
+        n = self._n.parent
+        return None if n is None else SoupNode(n)
+
+    def following(self) -> Iterator[SoupNode]:
+        n = self._n.next_sibling
+        while n is not None:
+            if not isinstance(n, NavigableString) or type(n) is NavigableString:  # no comments
+                yield SoupNode(n)
+            n = n.next_sibling
+
+    def text_nodes(self) -> list[SoupNode]:
+        # exactly NavigableString: not a Comment, nor a Script/Stylesheet/TemplateString (as lexbor skips them)
+        return [SoupNode(n) for n in self._n.descendants if type(n) is NavigableString]
+
+
+class TooDeep(ValueError):
+    """The document nests too deep to build a tree in reasonable time (recorded as that page's failure)."""
+
 
 def parse_html(html: str, engine: str = DEFAULT_ENGINE) -> Node:
-    """Parse a decoded document with the named engine and return its root node."""
+    """Parse a decoded document with the named engine and return its root node. A document nested deeper
+    than etl.parse.limits.MAX_DEPTH raises TooDeep before any tree is built, on either engine."""
+    from etl.parse.limits import too_deep
+
+    problem = too_deep(html)
+    if problem:
+        raise TooDeep(problem)
     if engine == "selectolax":
         from selectolax.lexbor import LexborHTMLParser
 

@@ -15,10 +15,13 @@ from etl.config import Config, FieldSpec, LinkRule
 from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
 from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
-from etl.parse.engines import Node, parse_html
+from etl.parse.engines import Node, TooDeep, parse_html
+from etl.parse.labels import labelled
 from etl.urls import MAX_URL, absolute, allowed
 
-__all__ = ["MAX_URL", "Extractor", "FieldError", "absolute", "allowed"]
+__all__ = ["MAX_CARRIED", "MAX_URL", "Extractor", "FieldError", "absolute", "allowed"]
+
+MAX_CARRIED = 1_000  # characters of a facet link's text carried down to the requests below it
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
 
@@ -54,6 +57,9 @@ class Extractor:
         self.page_fields = [f for f in fields if f.source == "page"]
         self.detail_fields = [f for f in fields if f.source == "detail"]
         self.flat = cfg.transform.type == "stock_mentions"  # it reads every field, not the table's columns
+        # facet kinds whose link text some field reads: only those are carried down (the rest would be
+        # copied into every request below the facet for nothing)
+        self.carried = frozenset(f.source[6:] for f in fields if f.source.startswith("facet:"))
 
     def _specs(self) -> list[FieldSpec]:
         specs = list(self.cfg.fields.values())
@@ -77,16 +83,19 @@ class Extractor:
         `type = "url"` values are made absolute against `base`, the page they were read on."""
         if spec.source == "config":
             return spec.value
-        key = (spec.css, spec.attr, spec.all)
+        key = (spec.css, spec.attr, spec.all, spec.label)
         found = None if cache is None else cache.get(key)
         if found is None:
-            found = self._select(spec, node)
+            found = self._select(spec, node, cache)
             if cache is not None:
                 cache[key] = found
         values = []
         for value in found:
             if value is not None and spec.json:
-                value = _json_path(value, spec.json)
+                try:
+                    value = _json_path(value, spec.json)
+                except RecursionError:  # json's C decoder too: one hostile value, not the whole page
+                    raise FieldError(f"field {spec.name!r}: its JSON is nested too deeply to read") from None
             if value is not None and spec.regex:
                 m = self.regex[spec.regex].search(value)
                 value = None if m is None else (m.group(1) if m.re.groups else m.group(0))
@@ -97,14 +106,19 @@ class Extractor:
         return " ".join(values) if values else None
 
     @staticmethod
-    def _select(spec: FieldSpec, node: Node) -> list[str]:
+    def _select(spec: FieldSpec, node: Node, cache: dict | None = None) -> list[str]:
         if spec.css:
             targets = node.css(spec.css) if spec.all else [node.css_first(spec.css)]
         else:
             targets = [node]
         out = []
         for target in targets:
-            if target is not None:
+            if target is not None and spec.label is not None:
+                texts = None
+                if cache is not None:  # one walk of the node's text for all its label fields
+                    texts = cache.setdefault(("#texts", target.key()), target.text_nodes())
+                out += labelled(target, spec.label, spec.all, texts)
+            elif target is not None:
                 value = target.attr(spec.attr) if spec.attr else target.text()
                 if value is not None:
                     out.append(value)
@@ -117,18 +131,40 @@ class Extractor:
         return CONVERTERS[spec.type](raw, spec.scale) if spec.scale else CONVERTERS[spec.type](raw)
 
     def links(self, rule: LinkRule, node: Node, base: str, meta: dict | None = None,
-              via: dict[str, str] | None = None) -> list[Request]:
+              via: dict[str, str] | None = None, warnings: list[str] | None = None) -> list[Request]:
         """Requests for the links `rule` selects. With `via`, each link's text is remembered under the kind
-        it leads to (district → "朝阳"), so fields can say `from = "facet:district"` further down."""
+        it leads to (district → "朝阳"), so fields can say `from = "facet:district"` further down: only for
+        kinds a field reads, and cut to MAX_CARRIED characters (every request below carries a copy)."""
         out, seen = [], set()
         pattern = self.link_match.get(rule.match) if rule.match else None
+        carry = via is not None and rule.kind in self.carried
         for a in node.css(rule.css):
             url = absolute(base, a.attr(rule.attr))
             if url and url not in seen and allowed(url, self.domains) and (pattern is None or pattern.search(url)):
                 seen.add(url)
-                extra = {} if via is None else {"via": {**via, rule.kind: a.text()}}
+                extra = {}
+                if via is not None:
+                    below = {k: v for k, v in via.items() if k in self.carried}
+                    if carry:
+                        below[rule.kind] = self._carried(rule.kind, a.text(), warnings)
+                    extra = {"via": below} if below else {}
                 out.append(Request(url, rule.kind, {**(meta or {}), **extra}))
         return out
+
+    @staticmethod
+    def _carried(kind: str, text: str, warnings: list[str] | None) -> str:
+        if len(text) <= MAX_CARRIED:
+            return text
+        warning = (f"facet links of kind {kind!r} have text longer than {MAX_CARRIED:,} characters; fields "
+                   f"from = \"facet:{kind}\" get the first {MAX_CARRIED:,}")
+        if warnings is not None and warning not in warnings:
+            warnings.append(warning)  # the same words from every page: the run logs them once
+        return text[:MAX_CARRIED].rstrip()
+
+    def _via(self, meta: dict) -> dict[str, str]:
+        """The facet texts this page hands down: the ones fields read, cut (a frontier saved by an older
+        version may hold others, uncut)."""
+        return {k: str(v)[:MAX_CARRIED] for k, v in meta.get("via", {}).items() if k in self.carried}
 
     def facet_values(self, via: dict[str, str]) -> dict[str, str | None]:
         """Fields read from the text of the facet links that led here."""
@@ -156,7 +192,11 @@ class Extractor:
             result.error = (f"body is still {coding}-compressed (Content-Encoding: {coding}, which this install "
                             "cannot decode)" if coding not in ("", "identity", "gzip", "deflate") else str(exc))
             return result
-        root = parse_html(text, self.cfg.run.engine)
+        try:
+            root = parse_html(text, self.cfg.run.engine)
+        except TooDeep as exc:
+            result.error = str(exc)
+            return result
         kind = page.request.kind
         if kind == self.detail_kind:
             self._detail(page, root, result)
@@ -170,13 +210,13 @@ class Extractor:
             result.error = f"no [[crawl.pages]] rule for page kind {kind!r}"
             return
         number = int(page.request.meta.get("page", 1))
-        via = page.request.meta.get("via", {})
+        via = self._via(page.request.meta)
         for link_rule in rule.links:
-            result.links += self.links(link_rule, root, page.url, via=via)
+            result.links += self.links(link_rule, root, page.url, via=via, warnings=result.warnings)
         if number == 1 and rule.facets:
             total = self.typed(rule.total, self.raw(rule.total, root)) if rule.total else None
             if total is None or total > self.cfg.cap:
-                facets = self.links(rule.facets, root, page.url, via=via)
+                facets = self.links(rule.facets, root, page.url, via=via, warnings=result.warnings)
                 if facets:
                     result.links += facets
                     return  # the narrower filters will list these items completely
@@ -191,7 +231,8 @@ class Extractor:
     def _pages(self, page: Page, root: Node, kind: str, number: int, warnings: list[str]) -> list[Request]:
         pg = self.cfg.pagination
         out: list[Request] = []
-        carry = {"via": page.request.meta["via"]} if "via" in page.request.meta else {}
+        via = self._via(page.request.meta)
+        carry = {"via": via} if via else {}
         truncated = False
         if pg.total_pages and number == 1:
             total = CONVERTERS["int"](self.raw(pg.total_pages, root)) or 1
@@ -230,33 +271,43 @@ class Extractor:
         items = self.cfg.items
         skip = {n.key() for n in root.css(items.skip)} if items.skip else set()
         # fields of the list page itself and of the facets that led here: once per page, for every item
-        page_raw = {f.name: self.raw(f, root, None, page.url) for f in self.page_fields}
+        try:
+            page_raw = {f.name: self.raw(f, root, None, page.url) for f in self.page_fields}
+        except FieldError as exc:
+            result.error = str(exc)
+            return
         facets = self.facet_values(page.request.meta.get("via", {}))
         for node in root.css(items.select):
             if node.key() in skip:
                 result.skipped += 1
                 continue
-            key = self.raw(items.key, node) if items.key.source == "item" else None
-            key = key.strip() if key else None
-            if not key and items.key.source == "item":
-                result.skipped += 1  # not a listing: no natural key
-                continue
-            cache: dict = {}
-            raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
-            if items.detail:
-                meta = {"key": key, "raw": {**raw, **page_raw}}
-                if "via" in page.request.meta:
-                    meta["via"] = page.request.meta["via"]
-                links = self.links(items.detail, node, page.url, meta)
-                if links:
-                    result.links.append(links[0])
-                else:
-                    result.skipped += 1
-                continue
+            key = None
             try:
-                result.rows.append(self.row(key, {**raw, **page_raw, **facets}, page.url))
-            except FieldError as exc:
-                result.item_errors.append(f"item {key}: {exc}")
+                key = self.raw(items.key, node) if items.key.source == "item" else None
+                key = key.strip() if key else None
+                self._item(page, node, key, page_raw, facets, result)
+            except FieldError as exc:  # this item gives no row; the page's other items still do
+                result.item_errors.append(f"item {key or '(no key)'}: {exc}")
+
+    def _item(self, page: Page, node: Node, key: str | None, page_raw: dict, facets: dict, result: Parsed) -> None:
+        items = self.cfg.items
+        if not key and items.key.source == "item":
+            result.keyless += 1  # no natural key: not a row we can store
+            return
+        cache: dict = {}
+        raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
+        if items.detail:
+            meta = {"key": key, "raw": {**raw, **page_raw}}
+            via = self._via(page.request.meta)
+            if via:
+                meta["via"] = via
+            links = self.links(items.detail, node, page.url, meta)
+            if links:
+                result.links.append(links[0])
+            else:
+                result.keyless += 1  # no detail link to finish it from
+            return
+        result.rows.append(self.row(key, {**raw, **page_raw, **facets}, page.url))
 
     def _detail(self, page: Page, root: Node, result: Parsed) -> None:
         meta = page.request.meta
@@ -269,12 +320,12 @@ class Extractor:
         raw = dict(meta.get("raw", {}))
         raw.update(self.facet_values(meta.get("via", {})))
         cache: dict = {}
-        for f in self.detail_fields:
-            raw[f.name] = self.raw(f, root, cache, page.url)
-        for f in self.page_fields:  # reached without a list page (carried nothing): read it here
-            if f.name not in raw:
-                raw[f.name] = self.raw(f, root, cache, page.url)
         try:
+            for f in self.detail_fields:
+                raw[f.name] = self.raw(f, root, cache, page.url)
+            for f in self.page_fields:  # reached without a list page (carried nothing): read it here
+                if f.name not in raw:
+                    raw[f.name] = self.raw(f, root, cache, page.url)
             result.rows.append(self.row(key, raw, page.url))
         except FieldError as exc:
             result.error = f"item {key}: {exc}"

@@ -4,6 +4,11 @@ Lighter than concurrent.futures.ProcessPoolExecutor (no manager or feeder thread
 coordinator's CPU per page instead of ~110 µs, bench/results), and every page is known to be in flight on
 exactly one worker. So when a worker dies, only its own pages are suspects: each is parsed again alone
 on an otherwise idle worker, and the one that kills a worker by itself is the culprit.
+
+A page also has a deadline ([run].parse_timeout): lexbor cannot be interrupted once it is building a tree,
+so a worker still on one page past it is killed and replaced, that page becomes a parse failure and the
+pages queued behind it go to the replacement. A worker's clock starts when it says it is ready (spawning
+and importing take seconds on a busy machine) and, after that, when it starts on the page at its head.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import pickle
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -22,10 +28,23 @@ from etl.items import Parsed, Request
 log = logging.getLogger("etl.parse.pool")
 
 
+@dataclass(frozen=True)
+class WorkerReady:
+    """A parse process's first message: it is initialised, so its pages' deadlines may start."""
+
+    pid: int
+
+
 def _worker_main(conn: Connection, cfg, domains) -> None:
+    import os
+
     from etl.parse import worker
 
     worker.init_worker(cfg, domains)
+    try:
+        conn.send(WorkerReady(os.getpid()))
+    except (EOFError, OSError):
+        return
     while True:
         try:
             item = conn.recv()
@@ -43,6 +62,8 @@ class _Worker:
     outbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     inflight: deque = field(default_factory=deque)  # items, in the order sent (results come back in order)
     solo: bool = False  # parsing one suspect page alone
+    ready: bool = False  # it has sent WorkerReady
+    started: float = 0.0  # monotonic time it started on the page at the head of `inflight`
 
     def start_sender(self) -> None:
         """Pages go down the pipe from a thread of their own: a 10 MB page blocking on a full pipe must
@@ -95,6 +116,7 @@ CRASHED = Crashed()
 class ParsePool:
     def __init__(self, ctx, processes: int, cfg, domains: tuple[str, ...], depth: int = 8) -> None:
         self.ctx, self.cfg, self.domains, self.depth = ctx, cfg, domains, depth
+        self.timeout = float(cfg.run.parse_timeout)
         self.workers = [self._spawn() for _ in range(processes)]
         self.suspects: deque[Job] = deque()
 
@@ -125,6 +147,8 @@ class ParsePool:
         self._send(min(candidates, key=lambda w: len(w.inflight)), item)
 
     def _send(self, w: _Worker, item: Job) -> None:
+        if not w.inflight:
+            w.started = time.monotonic()
         w.inflight.append(item)
         w.outbox.put(item)
 
@@ -149,11 +173,16 @@ class ParsePool:
             try:
                 while w.conn.poll():
                     result = w.conn.recv()
+                    if isinstance(result, WorkerReady):
+                        w.ready, w.started = True, time.monotonic()
+                        continue
                     item = w.inflight.popleft()
                     w.solo = False
+                    w.started = time.monotonic()  # it goes on with the next page now
                     out.append((item, result))
             except (EOFError, OSError):
                 out.extend(self._died(w))
+        out.extend(self._overdue())
         self._dispatch_suspects()
         return out, [r for r in ready if r not in conns]
 
@@ -169,6 +198,28 @@ class ParsePool:
             return [(lost[0], CRASHED)]  # it killed a worker on its own: the culprit
         self.suspects.extend(lost)
         return []
+
+    def _overdue(self) -> list[tuple[Job, Parsed]]:
+        """Workers past the deadline on their head page: kill, replace, fail that page, resend the rest."""
+        now, out = time.monotonic(), []
+        for w in list(self.workers):
+            if not (w.ready and w.inflight and now - w.started > self.timeout):
+                continue
+            w.process.kill()
+            w.process.join(timeout=5)
+            w.outbox.put(_STOP)
+            w.conn.close()
+            late, rest = w.inflight[0], list(w.inflight)[1:]
+            log.warning("a page took longer than [run].parse_timeout = %g s to parse; its parse process was "
+                        "replaced: %s", self.timeout, late.request.url)
+            fresh = self._spawn()
+            self.workers[self.workers.index(w)] = fresh
+            for item in rest:
+                self._send(fresh, item)
+            out.append((late, Parsed(late.request, error=(
+                f"parsing took longer than {self.timeout:g} s ([run].parse_timeout); the parse process was "
+                "stopped and replaced"))))
+        return out
 
     def pending_items(self) -> list[Job]:
         return [item for w in self.workers for item in w.inflight] + list(self.suspects)

@@ -28,10 +28,9 @@ def init_worker(cfg: Config, domains: tuple[str, ...]) -> None:
     _state["cfg"] = cfg
     _state["reader"] = source_for(cfg).reader(domains)
     if cfg.transform.type == "plugin":
-        import importlib
+        from etl.plugins import load_plugin
 
-        module, _, func = cfg.transform.plugin.partition(":")
-        _state["plugin"] = getattr(importlib.import_module(module), func)
+        _state["plugin"] = load_plugin(cfg.transform.plugin)
     if cfg.transform.type == "stock_mentions":
         from etl.stocks.dictionary import load_stocks
         from etl.stocks.matcher import StockMatcher
@@ -42,13 +41,18 @@ def init_worker(cfg: Config, domains: tuple[str, ...]) -> None:
 
 
 def _test_crash(url: str) -> None:
-    """Test hook (ETL_TEST_PARSE_CRASH): die like a segfaulting parser would — once, or on one URL."""
+    """Test hook (ETL_TEST_PARSE_CRASH): die like a segfaulting parser would — once, or on one URL — or
+    hang on one URL like a parser stuck in a quadratic tree build ("hang:<url part>")."""
     spec = os.environ.get("ETL_TEST_PARSE_CRASH")
     if not spec:
         return
     mode, _, arg = spec.partition(":")
     if mode == "url" and arg in url:
         os._exit(139)
+    if mode == "hang" and arg in url:
+        import time
+
+        time.sleep(3600)
     if mode == "once" and not os.path.exists(arg):
         open(arg, "w").close()
         os._exit(139)
@@ -60,6 +64,8 @@ def process(unit) -> Parsed:
     try:
         result = _state["reader"].read(unit)
         if result.rows:
+            if _state["cfg"].transform.type == "stock_mentions":  # re-read articles: their old mentions go
+                result.replaces = [(_state["cfg"].job, _news_id(row)) for row in result.rows]
             result.rows = transform(result.rows)
         return result
     except Exception as exc:  # a unit that breaks the reader is that unit's failure, not the run's
@@ -84,11 +90,16 @@ def transform(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _news_id(article: dict[str, Any]) -> str:
+    return str(article.get("news_id", article.get("id")))
+
+
 def mentions(article: dict[str, Any]) -> list[dict[str, Any]]:
-    """One article → one row per stock it mentions (news id, code, name, date, score, count)."""
+    """One article → one row per stock it mentions (source = the job, news id, code, name, date, score,
+    count)."""
     cfg = _state["cfg"]
     text = "\n".join(str(article.get(f) or "") for f in cfg.transform.text_fields)
-    names = _state["names"]
-    return [{"news_id": str(article.get("news_id", article.get("id"))), "stock_code": code, "stock_name": names[code],
+    names, news_id = _state["names"], _news_id(article)
+    return [{"source": cfg.job, "news_id": news_id, "stock_code": code, "stock_name": names[code],
              "news_date": article.get("published"), "score": article.get("score"), "mention_count": count}
             for code, count in sorted(_state["matcher"].find(text).items())]

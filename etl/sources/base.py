@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from etl.items import Parsed, Request
+from etl.urls import split_credentials
 
 if TYPE_CHECKING:
     from etl.config.checker import Checker
@@ -39,7 +40,13 @@ class Source(ABC):
         # where the site is: the demo server's address once started, else the config's `base_url`
         # (from [source] or --set), recorded in runs.params
         configured = cfg.vars.get("base_url")
-        self.base_url: str | None = configured if isinstance(configured, str) and "{" not in configured else None
+        self.base_url: str | None = None
+        if isinstance(configured, str) and "{" not in configured:
+            self.base_url = split_credentials(configured)[0]  # a password in it is not recorded
+
+    def credentials(self) -> dict[str, tuple[str, str]]:
+        """origin → (user, password) the fetcher sends as Basic auth (from start URLs' userinfo)."""
+        return {}
 
     # ------------------------------------------------------------------------- config (class level)
     @classmethod

@@ -12,7 +12,7 @@ from etl.config.checker import Checker, expand
 from etl.config.model import Config
 from etl.items import Page, Parsed, Request
 from etl.sources.base import Reader, Source
-from etl.urls import origin_domain
+from etl.urls import origin_domain, split_credentials
 
 log = logging.getLogger("etl.sources.http")
 
@@ -58,6 +58,21 @@ class HttpSource(Source):
         super().__init__(cfg)
         self.server = None
         self.start_urls = cfg.start_urls
+        self.auth: dict[str, tuple[str, str]] = {}
+        self._split_credentials()
+
+    def _split_credentials(self) -> None:
+        """user:password@ in a start URL is kept aside for the fetcher, never in a URL that is stored."""
+        clean = []
+        for url in self.start_urls:
+            url, creds = split_credentials(url)
+            clean.append(url)
+            if creds:
+                self.auth[creds[0]] = creds[1]
+        self.start_urls = tuple(clean)
+
+    def credentials(self) -> dict[str, tuple[str, str]]:
+        return dict(self.auth)
 
     @classmethod
     def check(cls, source, raw, ck, variables):
@@ -78,6 +93,7 @@ class HttpSource(Source):
         if self.cfg.demo is not None:
             self.server, self.base_url = start_demo(self.cfg.demo)
             self.start_urls = tuple(u.replace("{base_url}", self.base_url) for u in self.cfg.start_urls)
+            self._split_credentials()
         if not self.cfg.fetch.robots:
             log.warning("robots.txt is NOT obeyed for this run ([politeness] robots = false)")
 

@@ -127,8 +127,9 @@ class JsonSource(HttpSource):
                 raise ck.fail(f"[fields.{f.name}].from", "a json source has no facets")
             if f.source == "detail" and cfg.source.detail_url is None:
                 raise ck.fail(f"[fields.{f.name}].from", "'detail' needs [source.json] detail = { url = … }")
-            if f.source in ("item", "page") and f.css:
-                raise ck.fail(f"[fields.{f.name}]", "fields of a JSON item are read by 'json' path, not 'css'")
+            if f.source in ("item", "page") and (f.css or f.label):
+                raise ck.fail(f"[fields.{f.name}]", "fields of a JSON item are read by 'json' path, not 'css' "
+                                                    "or 'label'")
 
     def plan(self, engine: Any) -> list[Request]:
         return [Request(u, LIST, {"page": 1}) for u in dict.fromkeys(self.start_urls)]
@@ -167,7 +168,10 @@ class _JsonReader:
             return result
         page_raw = {f.name: self._value(f, doc, page.url) for f in self.page_fields}
         for item in items:
-            self._item(page, item, page_raw, result)
+            try:
+                self._item(page, item, page_raw, result)
+            except RecursionError:  # a value nested too deeply to turn into text: that item only
+                result.item_errors.append("item: a value is nested too deeply to read")
         result.links += self._next(page, doc, len(items), result.warnings)
         return result
 
@@ -177,6 +181,9 @@ class _JsonReader:
         except (ValueError, UnicodeDecodeError) as exc:
             ctype = page.headers.get("content-type", "").split(";")[0]
             result.error = f"not a JSON response (Content-Type {ctype or 'none'}): {str(exc)[:120]}"
+            return None
+        except RecursionError:  # as an HTML page nested past the limit: refused, never a crashed worker
+            result.error = "the JSON response is nested too deeply to read"
             return None
 
     def _value(self, spec, node: Any, base: str) -> str | None:
@@ -196,7 +203,7 @@ class _JsonReader:
         key = as_text(json_get(item, self.s.key)) if isinstance(item, dict) else None
         key = key.strip() if key else None
         if not key:
-            result.skipped += 1  # not an item: no natural key
+            result.keyless += 1  # no natural key: not a row we can store
             return
         raw = {f.name: self._value(f, item, page.url) for f in self.item_fields} | page_raw
         if self.s.detail_url is not None:
@@ -204,7 +211,7 @@ class _JsonReader:
             if url and allowed(url, self.domains):
                 result.links.append(Request(url, DETAIL, {"key": key, "raw": raw}))
             else:
-                result.skipped += 1
+                result.keyless += 1  # no detail link to finish it from
             return
         self._row(key, raw, page.url, result, item_level=True)
 

@@ -1,13 +1,22 @@
 """A table in a database, read in key ranges: the plan finds a boundary every `chunk_rows` keys (a window
 function: any sortable key type), and each range is read on a parse process over its own connection,
-in a read-only transaction (`where` is SQL the config's author answers for)."""
+in a read-only transaction (`where` is SQL the config's author answers for).
+
+`published` becomes a date in `[source.sql] timezone` (default Asia/Shanghai, the A-share market's zone):
+a value that knows its instant — a PostgreSQL `timestamptz`, or text with an offset such as
+'2026-06-01T16:30:00Z' or '2026-06-02 00:30+08' (SQLite) — is converted to that zone first, so
+'2026-06-02 00:30+08' is 2026-06-02 whatever the session's TimeZone is. A value without an offset
+(`timestamp`, MySQL DATETIME/TIMESTAMP as the driver returns them, '2026-06-01 23:30', a date) is taken as
+written, already in local time."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import text
 
@@ -21,6 +30,7 @@ from etl.sources.records import shape
 log = logging.getLogger("etl.sources.sql")
 
 _NAME = re.compile(r"[A-Za-z_][\w.]*")
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class SqlSettings:
     columns: dict[str, str]  # row field → table column; `id` is required
     chunk_rows: int = 5000
     where: str | None = None
+    timezone: str = DEFAULT_TIMEZONE  # the zone `published` instants are dated in (module doc)
 
 
 class SqlSource(Source):
@@ -42,7 +53,8 @@ class SqlSource(Source):
     @classmethod
     def check(cls, source, raw, ck: Checker, variables) -> tuple[SqlSettings, tuple[str, ...]]:
         where = "[source.sql]"
-        s = ck.table(source.get("sql"), where, {"url", "table", "key", "columns", "chunk_rows", "where"},
+        s = ck.table(source.get("sql"), where, {"url", "table", "key", "columns", "chunk_rows", "where",
+                                                "timezone"},
                      {"table", "key", "columns"})
         cols = ck.table(s["columns"], f"{where}.columns", set(s["columns"]) if isinstance(s["columns"], dict)
                         else set(), {"id"})
@@ -55,9 +67,14 @@ class SqlSource(Source):
                                              "author answers for, run read-only)")
         settings = SqlSettings(url=ck.typed(s, "url", where, str), table=s["table"], key=s["key"],
                                columns=dict(cols), chunk_rows=ck.typed(s, "chunk_rows", where, int, 5000),
-                               where=clause)
+                               where=clause, timezone=ck.typed(s, "timezone", where, str, DEFAULT_TIMEZONE))
         if settings.chunk_rows < 1:
             raise ck.fail(f"{where}.chunk_rows", "must be at least 1")
+        try:
+            ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ck.fail(f"{where}.timezone", f"{settings.timezone!r} is not a time zone name (an IANA name "
+                                               f"such as {DEFAULT_TIMEZONE!r} or 'UTC')") from None
         return settings, ()
 
     @classmethod
@@ -143,6 +160,7 @@ class _RangeReader:
         from etl.dialects import dialect_for
 
         self.src, self.engine, self.dialect = src, make_engine(url), dialect_for(url)
+        self.zone = ZoneInfo(src.timezone)
         names = ", ".join(f"{col} AS {name}" for name, col in src.columns.items())
         self.query_open = f"SELECT {names} FROM {src.table} WHERE {src.key} >= :lo"
         self.extra = f" AND ({src.where})" if src.where else ""
@@ -163,5 +181,23 @@ class _RangeReader:
             result.error = f"read error: {type(exc).__name__}: {one_line(exc)}"
             return result
         for rec in records:
-            shape(dict(rec), None, result, f"row {rec.get('id')}")
+            row = dict(rec)
+            if row.get("published") is not None:
+                row["published"] = local_date(row["published"], self.zone)
+            shape(row, None, result, f"row {rec.get('id')}")
         return result
+
+
+def local_date(value: Any, zone: ZoneInfo) -> Any:
+    """An instant (aware datetime, ISO text with an offset) → its date in `zone`; anything else as it came
+    (shape() dates it as written, or says why it cannot)."""
+    if isinstance(value, str) and len(value) > 10:
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value
+        if value.tzinfo is None:
+            return value.date()
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(zone) if value.tzinfo is not None else value).date()
+    return value

@@ -19,6 +19,18 @@ News prose writes them differently, so each stock gets *aliases* derived by rule
    common words or name the *A*-share company.
 4. A trailing note in brackets is dropped: ``百联股份(已合并)`` -> ``百联股份``.
 
+5. Former names (``data/former_names.csv``: code, former_name, now) are aliases of the code that
+   carries the company today: ``正邦科技`` -> 002157, ``中环股份`` -> 002129. They rank below every
+   alias derived from a current or delisted short name, so a former name that is now another stock's
+   name stays that stock's. The shipped list is a short hand-kept one of well-known renames (see
+   ``data/PROVENANCE.md``); a user adds their own in a CSV of the same columns named by the environment
+   variable ``ETL_STOCK_ALIASES`` (read by every process that loads the dictionary).
+
+Delisted codes keep their aliases (old news still names them) and are marked ``delisted``: a short name
+ending in ``退`` (the delisting-arrangement period), or an A share without a listing date (in the shipped
+data those are exactly the delisted and merged-away ones: 美的电器, 中国北车, PT金田A ...). A B share
+without a date is not marked: the source leaves some listed B shares undated too.
+
 Conflicts (one alias, several codes) are resolved deterministically in
 :func:`load_stocks`: an exact canonical name beats a prefixed variant, which
 beats a derived base; ties go to the stock with a listing date, then to the
@@ -31,6 +43,7 @@ that alias (e.g. ``白云山`` is 600332, not the delisted ``白云山A`` 000522
 from __future__ import annotations
 
 import csv
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -40,6 +53,8 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_CSV = DATA_DIR / "a_shares.csv"
+FORMER_NAMES_CSV = DATA_DIR / "former_names.csv"
+ALIASES_ENV = "ETL_STOCK_ALIASES"
 
 _WS_RE = re.compile(r"\s+")
 _PREFIX_RE = re.compile(r"^(S\*ST|\*ST|SST|ST|PT|XD|XR|DR|S)(?=[^A-Z0-9*])")
@@ -47,7 +62,7 @@ _ST_FAMILY = ("S*ST", "*ST", "SST", "ST")
 _NOTE_RE = re.compile(r"\([^)]*\)$")
 
 # Alias ranks: lower wins a conflict between two codes.
-_EXACT, _PREFIXED, _DERIVED = 0, 1, 2
+_EXACT, _PREFIXED, _DERIVED, _FORMER = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +74,7 @@ class Stock:
     exchange: str
     listed_date: date | None
     aliases: tuple[str, ...]
+    delisted: bool = False
 
 
 def canonical(text: str) -> str:
@@ -152,7 +168,21 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def build_stocks(rows: Iterable[dict[str, str]]) -> list[Stock]:
+def is_delisted(name: str, code: str, listed: date | None) -> bool:
+    """Rule in the module doc: a ``…退`` name, or an A share the source gives no listing date."""
+    return canonical(name).endswith("退") or (listed is None and not is_b_share(code))
+
+
+def former_name_rows() -> list[dict[str, str]]:
+    """The shipped former names, then the user's (``ETL_STOCK_ALIASES``), as CSV rows."""
+    rows = read_rows(FORMER_NAMES_CSV) if FORMER_NAMES_CSV.exists() else []
+    extra = os.environ.get(ALIASES_ENV)
+    if extra:
+        rows += read_rows(Path(extra))
+    return rows
+
+
+def build_stocks(rows: Iterable[dict[str, str]], former: Iterable[dict[str, str]] = ()) -> list[Stock]:
     """Turn CSV rows into Stocks with conflict-free aliases (see module doc)."""
     rows = list(rows)
     best: dict[str, tuple[tuple, str]] = {}
@@ -172,22 +202,29 @@ def build_stocks(rows: Iterable[dict[str, str]]) -> list[Stock]:
             key = (rank, *stock_key)
             if alias not in best or key < best[alias][0]:
                 best[alias] = (key, code)
+    for row in former:  # after every short name: a former name never takes a current one's place
+        code, alias = (row.get("code") or "").strip(), canonical(row.get("former_name") or "")
+        if code in per_code and alias and alias not in best:
+            best[alias] = ((_FORMER,), code)
+            per_code[code].append(alias)
     stocks = []
     for row in sorted(rows, key=lambda r: r["code"]):
         code = row["code"].strip()
         kept = tuple(a for a in per_code[code] if best[a][1] == code)
+        listed = _parse_date(row.get("listed_date", ""))
         stocks.append(
             Stock(
                 code=code,
                 name=row["name"].strip(),
                 exchange=row.get("exchange") or exchange_of(code),
-                listed_date=_parse_date(row.get("listed_date", "")),
+                listed_date=listed,
                 aliases=kept,
+                delisted=is_delisted(row["name"], code, listed),
             )
         )
     return stocks
 
 
 def load_stocks(path: Path | None = None) -> list[Stock]:
-    """Load the dictionary (default: the CSV shipped in ``etl/stocks/data``)."""
-    return build_stocks(read_rows(path or DEFAULT_CSV))
+    """Load the dictionary (default: the CSV shipped in ``etl/stocks/data``) with its former names."""
+    return build_stocks(read_rows(path or DEFAULT_CSV), former_name_rows())

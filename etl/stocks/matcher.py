@@ -3,7 +3,8 @@
 Built once per worker process (pool initializer), then ``find(text)`` per
 article returns ``{code: mentions}``. The rules, in the order they are applied:
 
-1. **Normalisation.** ``text`` -> NFKC of full-width letters/digits/``＊``
+1. **Normalisation.** ``text`` -> HTML entities decoded, tags replaced by a space, traditional
+   characters simplified (``貴州&#33541;台`` -> ``贵州茅台``; see ``fold``) -> NFKC of full-width letters/digits/``＊``
    (``Ａ`` -> ``A``; see :func:`normalize`) -> whitespace removed *except* a single space kept where both
    neighbours are ASCII letters/digits (so ``万  科Ａ`` == ``万科A`` but
    ``订单 600519 1234`` never glues into one digit run) -> ASCII upper-cased.
@@ -17,8 +18,10 @@ article returns ``{code: mentions}``. The rules, in the order they are applied:
    is not a mention: ``中国银行业协会`` is not 601988.
 4. **Common-word names** (:data:`COMMON_WORD_NAMES`: 机器人 太阳能 农产品 老百姓
    金融街 中关村 张家界 陆家嘴 驱动力 ...) count only with evidence, any of:
-   a. the same stock's code occurs anywhere in the article (rule 5), which
-      covers ``机器人（300024）``;
+   a. the code written right after it, ``机器人（300024）`` (a marker of rule b);
+      a code elsewhere in the article is a mention of its own (rule 5) but
+      does not make the plain word count: in ``老百姓（603883）… 老百姓的菜篮子``
+      the second 老百姓 is the word, and the count is 1;
    b. right after the name, an optional time word (今日 昨日 盘中 尾盘 周一 ...)
       then a stock-only marker (股份 股价 股票 涨停 跌停 公告 董事会 市值
       股东 披露 年报 停牌 复牌 回购 增持 减持 收涨 收跌 报收 问询函 ...;
@@ -27,7 +30,8 @@ article returns ``{code: mentions}``. The rules, in the order they are applied:
       ``：“「`` punctuation;
    d. it sits in a ``、``/``,``/``/`` separated list next to an accepted stock
       name (``涨停个股：贵州茅台、机器人、农产品``), transitively.
-   So ``工业机器人需求旺盛`` or ``据新华网报道`` is nothing.
+   So ``工业机器人需求旺盛`` or ``据新华网报道`` is nothing. Every occurrence needs
+   its own evidence, so the count (rule 6) counts only evidenced uses.
 5. **Codes.** ``600519``, ``(600519)``, ``600519.SH``, ``600519.SS``, ``SH600519``,
    ``sh600519``, ``SH:600519``, ``000001.SZ``, ``600519.XSHG`` count when the code
    is in the dictionary and the six digits are not part of a longer run of
@@ -49,6 +53,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from etl.stocks.dictionary import Stock
+from etl.stocks.fold import default_folder
 
 # Names (canonical form) that are also ordinary words/places/brands-as-words.
 # Measured: every dictionary name/alias looked up in jieba 0.42.1's word list
@@ -120,7 +125,9 @@ def normalize(text: str) -> str:
     all NFKC changes in a name or a code, while full NFKC of a Chinese article
     (every ``，`` is a compatibility char) costs ~80 µs. Full-width ``（：，％￥``
     stay as they are and the regexes accept both widths.
+    Entities, tags and traditional characters are folded first (``etl.stocks.fold``).
     """
+    text = default_folder().fold(text)
     if _FULLWIDTH.search(text):
         text = _FULLWIDTH.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
     if _WS.search(text):
@@ -144,10 +151,12 @@ class StockMatcher:
         self.engine = engine
         self.exchange: dict[str, str] = {s.code: s.exchange for s in stocks}
         entries: dict[str, tuple[str, bool]] = {}
+        simplified = default_folder().to_simplified  # the text is folded so: fold the keys alike
         for stock in stocks:
             for alias in stock.aliases:
-                if alias and alias not in entries:  # dictionary already resolved clashes
-                    entries[alias] = (stock.code, alias in COMMON_WORD_NAMES)
+                key = simplified(alias)
+                if key and key not in entries:  # dictionary already resolved clashes
+                    entries[key] = (stock.code, alias in COMMON_WORD_NAMES)
         self.aliases = entries
         self._patterns = list(entries)
         self._values = [entries[p] for p in self._patterns]
@@ -221,7 +230,6 @@ class StockMatcher:
         codes = self._code_hits(t) if any(c.isdigit() for c in t) else []
         if not names and not codes:
             return {}
-        coded = {c for _, _, c in codes}
         values = self._values
         accepted: list[bool] = []
         for start, end, i in names:
@@ -232,9 +240,8 @@ class StockMatcher:
             elif not ambiguous:
                 accepted.append(True)
             else:
-                accepted.append(
-                    code in coded
-                    or _AFTER.match(t, end) is not None
+                accepted.append(  # a code elsewhere is its own mention, not evidence (rule 4a)
+                    _AFTER.match(t, end) is not None
                     or _BEFORE.search(t, max(0, start - 8), start) is not None
                 )
         if not all(accepted):
