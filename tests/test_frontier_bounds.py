@@ -127,7 +127,8 @@ def counted_demo() -> Iterator[str]:
     yield from _serving(make_server(options, "127.0.0.1", 0, ("tests.test_frontier_bounds:count_request",)))
 
 
-@pytest.mark.parametrize("db", ["sqlite", "sqlite-no-lookup", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("db", ["sqlite", "sqlite-no-lookup", pytest.param("postgres", marks=pytest.mark.postgres),
+                                pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_a_seen_set_capped_at_100_still_crawls_every_page_exactly_once(
         counted_demo: str, tmp_path: Path, db: str, request: pytest.FixtureRequest,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,7 +136,8 @@ def test_a_seen_set_capped_at_100_still_crawls_every_page_exactly_once(
     small set forgot is not queued again) and none lost (the database hands back what is pending). Without
     the lookup (a database that fails it) links already stored are offered to the writer again: its
     insert-if-new must not cost the page its done mark."""
-    url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path / 'etl.db'}"
+    url = (request.getfixturevalue(f"{'pg' if db == 'postgres' else db}_url") if db in ("postgres", "mysql")
+           else f"sqlite:///{tmp_path / 'etl.db'}")
     if db == "sqlite-no-lookup":
         monkeypatch.setattr(Lookup, "known", lambda self, keys: set())
     text, served = re.subn(r"^demo = .*$", f'base_url = "{counted_demo}"', (ROOT / "config/demo.toml").read_text(),
