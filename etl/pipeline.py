@@ -23,6 +23,7 @@ from typing import Any
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
+from etl.frontier.store import Lookup
 from etl.incremental import Known, validators_of
 from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
 from etl.parse.pool import CRASHED, Job, ParsePool
@@ -74,14 +75,17 @@ class Coordinator:
         self.writer_restarts = 0
         self.fetch: FetchStage | None = None
         self.writer = WriterLink(self.ctx)
-        self.frontier = LocalFrontier(source.priority, cfg.run.frontier_memory, self._read_back)
+        self.lookup = Lookup(cfg.database_url, state.run_id)  # membership past the seen-set's cap
+        self.frontier = LocalFrontier(source.priority, cfg.run.frontier_memory, self._read_back,
+                                      seen_memory=cfg.run.seen_memory, max_urls=cfg.run.max_urls,
+                                      known=self.lookup.known)
         self.known = Known.load(cfg, source.base_url)  # what earlier runs fetched (etl/incremental.py)
         self._load_frontier()
 
     # ------------------------------------------------------------------------------- frontier
     def _load_frontier(self) -> None:
         """Take what the database gave (run start, resume, writer recovery)."""
-        self.frontier.load(self.state.pending, self.state.seen)
+        self.frontier.load(self.state.pending, self.state.seen, self.state.urls)
         self.state.pending, self.state.seen = [], set()
 
     def _read_back(self, limit: int, busy: set[str]) -> list[Request]:
@@ -244,6 +248,7 @@ class Coordinator:
                 self.fetch.close()
             self.pool.close()
             self.writer.close()
+            self.lookup.close()
 
     def _refill(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
@@ -273,17 +278,31 @@ class Coordinator:
 
     def _finished(self, started: int, limit: int | None) -> bool:
         """Nothing is in flight: stop on a signal, at the page limit (work left in the database stays
-        pending for the next run), or when nothing is left anywhere."""
+        pending for the next run), or when nothing is left anywhere; either way, say if run.max_urls dropped links."""
         left = self.frontier.remaining()
         if self.stop_requested.is_set():
             return True
         if left.retrying:
             return False
-        if limit is not None and started >= limit and (left.ready or left.spilled):
-            self.stats.cut_short = (f"stopped at [run] max_pages = {limit}: work is left in the frontier "
-                                    "(raise max_pages, or 0 for no limit)")
-            return True
-        return not (left.ready or left.spilled)
+        pages_cut = limit is not None and started >= limit and (left.ready or left.spilled)
+        if (left.ready or left.spilled) and not pages_cut:
+            return False
+        why = [f"stopped at [run] max_pages = {limit}: work is left in the frontier (raise max_pages, or 0 for "
+               "no limit)"] if pages_cut else []
+        self.stats.cut_short = "; ".join(why + self._url_limit_note()) or None
+        return True
+
+    def _url_limit_note(self) -> list[str]:
+        """Links dropped at run.max_urls are work lost: the run is partial and says how much (a resumed run
+        that was already full cannot count what earlier sessions dropped)."""
+        f = self.frontier
+        if f.dropped:
+            return [f"stopped discovering at [run] max_urls = {f.max_urls:,}: {f.dropped:,} links to new URLs "
+                    "were not followed (raise max_urls)"]
+        if f.reached and self.state.resumed:
+            return [f"stopped discovering at [run] max_urls = {f.max_urls:,}: the frontier was full when the run "
+                    "resumed, links found before may have been dropped (raise max_urls)"]
+        return []
 
     def _loop(self) -> None:
         fetching: dict[str, tuple[Request, float | None]] = {}  # url → (request, when sent, None if queued)

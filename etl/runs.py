@@ -42,7 +42,8 @@ class RunState:
     run_id: int
     resumed: bool = False
     pending: list[Request] = field(default_factory=list)
-    seen: set[int] = field(default_factory=set)  # url_key (etl.urls.fingerprint) of every frontier entry
+    seen: set[int] = field(default_factory=set)  # url_key (etl.urls.fingerprint) of the frontier's entries
+    urls: int | None = None  # how many entries the frontier has (None: as many as `seen`)
     pages_ok: int = 0
     pages_failed: int = 0
     rows_before: int = 0
@@ -154,11 +155,12 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunSt
                 frontier_store.rebase(conn, row.id, old_base, base_url)
             conn.execute(update(runs).where(runs.c.id == row.id).values(status="running", params=params))
             state = RunState(run_id=row.id, resumed=True, rows_before=row.rows_written)
-            load_frontier(conn, state)
+            load_frontier(conn, state, cfg)
             # the writer adds to these as it marks pages: they start from the frontier, the committed truth
             conn.execute(update(runs).where(runs.c.id == row.id)
                          .values(pages_ok=state.pages_ok, pages_failed=state.pages_failed))
-            log.info("resuming run %d of %s: %d pages still to do", row.id, cfg.job, len(state.pending))
+            log.info("resuming run %d of %s: %d pages still to do", row.id, cfg.job,
+                     (state.urls or 0) - state.pages_ok - state.pages_failed)
             return state
         run_id = conn.execute(insert(runs).values(
             job=cfg.job, config_digest=cfg.digest, database=mask_url(cfg.database_url), started_at=now,
@@ -168,10 +170,12 @@ def _resume_or_create(cfg: Config, engine, fresh: bool, source: Source) -> RunSt
         return RunState(run_id=run_id, pending=requests, seen=seen)
 
 
-def load_frontier(conn, state: RunState) -> None:
-    """Fill state from the database: every key seen, the pending entries, and page counts by outcome."""
-    snap = frontier_store.load(conn, state.run_id)
+def load_frontier(conn, state: RunState, cfg: Config) -> None:
+    """Fill state from the database: the keys seen and the pending entries (as many as the frontier holds in
+    memory: the rest stay in the database), the number of entries, and page counts by outcome."""
+    snap = frontier_store.load(conn, state.run_id, cfg.run.frontier_memory, cfg.run.seen_memory)
     state.seen, state.pending, state.pages_ok, state.pages_failed = snap.seen, snap.pending, snap.done, snap.failed
+    state.urls = snap.urls
 
 
 def read_pending(cfg: Config, run_id: int, limit: int, urgent_kinds: tuple[str, ...]) -> list[Request]:
@@ -189,7 +193,7 @@ def reload_state(cfg: Config, state: RunState) -> None:
     engine = db.make_engine(cfg.database_url)
     try:
         with engine.connect() as conn:
-            load_frontier(conn, state)
+            load_frontier(conn, state, cfg)
             state.rows_before = conn.execute(select(schema.runs.c.rows_written)
                                              .where(schema.runs.c.id == state.run_id)).scalar() or 0
     finally:

@@ -216,8 +216,10 @@ class Writer:
         ended = {"pages_ok": 0, "pages_failed": 0}
         for state in batch.states.values():
             ended["pages_ok" if state == "done" else "pages_failed"] += 1
-        # A page discovered and finished within one batch is inserted as finished: no UPDATE needed.
-        links = [{"url_key": k, "url": u, "kind": kind, "meta": m, "state": batch.states.pop(k, "pending")}
+        # A page discovered and finished within one batch is inserted as finished, and still UPDATEd: a link
+        # may already be in the table (the frontier's seen-set is capped, the database dedupes), and then the
+        # insert does nothing and only the UPDATE marks the page done (else it is fetched again and again).
+        links = [{"url_key": k, "url": u, "kind": kind, "meta": m, "state": batch.states.get(k, "pending")}
                  for k, (u, kind, m) in batch.links.items()]
         deadline = time.monotonic() + self.s.retry_seconds
         delay = 0.5

@@ -93,3 +93,99 @@ def test_load_takes_pending_and_seen_from_the_database() -> None:
     f.load([Request("http://a/1", "detail"), Request("http://a/2", "detail")], {fingerprint("http://a/3")})
     assert f.remaining().spilled and f.remaining().ready == 1
     assert f.add([Request("http://a/3", "detail")]) == []
+
+
+class FakeTable:
+    """The frontier table as the frontier relies on it: insert-if-new by key, pending rows read back."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[Request, str]] = {}
+
+    def insert_new(self, links: list[Request]) -> None:
+        for link in links:
+            self.rows.setdefault(fingerprint(link.url), (link, "pending"))
+
+    def read_back(self, limit: int, busy: set[str]) -> list[Request]:
+        return [Request(r.url, r.kind, key=k) for k, (r, st) in self.rows.items() if st == "pending"][:limit]
+
+    def known(self, keys: list[int]) -> set[int]:
+        return {k for k in keys if k in self.rows}
+
+
+def crawl_graph(f: LocalFrontier, table: FakeTable, pages: int) -> dict[str, int]:
+    """Page i links to the next five and back to page 0 (duplicates everywhere); returns fetches by URL."""
+    start = Request("http://a/p/0", "detail")
+    table.insert_new([start])
+    f.load([start], {fingerprint(start.url)})
+    fetched: dict[str, int] = {}
+    while True:
+        if f.needs_refill():
+            f.refill(busy=set())
+        req = f.next(0.0)
+        if req is None:
+            assert not f.remaining()
+            return fetched
+        fetched[req.url] = fetched.get(req.url, 0) + 1
+        i = int(req.url.rsplit("/", 1)[1])
+        links = [Request(f"http://a/p/{(i + d) % pages}", "detail") for d in (1, 2, 3, 4, 5)]
+        table.insert_new(f.add(links + [Request("http://a/p/0", "detail")]))  # the writer's insert-if-new
+        table.rows[fingerprint(req.url)] = (req, "done")
+
+
+@pytest.mark.parametrize("lookup", [True, False])
+def test_past_its_cap_the_seen_set_stops_growing_and_the_database_dedupes(lookup: bool) -> None:
+    """A seen-set of 10 on a site of 300 pages: every page is fetched once, none twice, none lost, with or
+    without the database lookup (which only keeps the count of distinct URLs exact)."""
+    table = FakeTable()
+    f = LocalFrontier(prio, memory=5, read_back=table.read_back, seen_memory=10,
+                      known=table.known if lookup else None)
+    fetched = crawl_graph(f, table, pages=300)
+    assert len(fetched) == 300 and set(fetched.values()) == {1}
+    assert len(f.seen) == 10
+    if lookup:
+        assert f.urls == 300
+
+
+def test_max_urls_drops_new_links_and_counts_each_once() -> None:
+    f = LocalFrontier(prio, memory=100, max_urls=5)
+    f.load([Request("http://a/start", "detail")], {fingerprint("http://a/start")})
+    links = [Request(f"http://a/d{i}", "detail") for i in range(10)]
+    assert [r.url for r in f.add(links + [Request("http://a/start", "detail")])] == [f"http://a/d{i}" for i in range(4)]
+    assert f.urls == 5 and f.dropped == 6 and f.reached
+    assert f.add(links) == [] and f.dropped == 6  # seen again: neither new nor dropped again
+
+
+def test_max_urls_counts_distinct_urls_past_the_seen_cap() -> None:
+    """Past the cap the database says what is new, so links seen before are not counted towards max_urls."""
+    table = FakeTable()
+    f = LocalFrontier(prio, memory=100, read_back=table.read_back, seen_memory=2, max_urls=6, known=table.known)
+    f.load([], set())
+    table.insert_new(f.add([Request(f"http://a/d{i}", "detail") for i in range(4)]))
+    for _ in range(3):  # the same links again and again: known to the database, not counted
+        assert f.add([Request(f"http://a/d{i}", "detail") for i in range(4)]) == []
+    assert f.urls == 4 and f.dropped == 0
+    new = f.add([Request(f"http://a/e{i}", "detail") for i in range(5)])
+    assert len(new) == 2 and f.urls == 6 and f.dropped == 3
+
+
+def test_a_resume_reads_a_bounded_share_of_a_big_frontier() -> None:
+    """A resume after a link farm streamed every row into memory (Requests and keys): now the share the
+    frontier holds, and the count of all."""
+    from sqlalchemy import create_engine, insert
+
+    from etl import schema
+    from etl.frontier import store
+
+    engine = create_engine("sqlite://")
+    schema.metadata.create_all(engine, tables=[schema.frontier])
+    with engine.begin() as conn:
+        conn.execute(insert(schema.frontier), [
+            {"run_id": 1, "url_key": fingerprint(f"http://a/{i}"), "url": f"http://a/{i}", "kind": "detail",
+             "meta": "{}", "state": "done" if i % 4 == 0 else "pending"} for i in range(2000)])
+        snap = store.load(conn, 1, pending_limit=10, seen_limit=50)
+        assert len(snap.pending) == 11 and len(snap.seen) == 50  # one more than held: "more wait"
+        assert snap.urls == 2000 and snap.done == 500
+        assert store.known(conn, 1, [fingerprint("http://a/7"), fingerprint("http://b/7")]) == {fingerprint("http://a/7")}
+    f = LocalFrontier(prio, memory=10, seen_memory=50)
+    f.load(snap.pending, snap.seen, snap.urls)
+    assert f.remaining().spilled and f.seen_full and f.urls == 2000

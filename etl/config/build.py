@@ -177,6 +177,7 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
     if run["parse_processes"] < 0:
         raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
     for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("run", "frontier_memory"),
+                         ("run", "max_urls"), ("run", "seen_memory"),
                          ("politeness", "per_host"), ("politeness", "max_bytes")):
         if settings[section][key] < 1:
             raise ck.fail(f"[{section}].{key}", "must be at least 1")

@@ -111,6 +111,8 @@ class RunSettings:
     start_method: str = "spawn"
     frontier_memory: int = 200_000
     parse_timeout: float = 60.0  # seconds one page may take to parse before its process is replaced
+    max_urls: int = 5_000_000  # distinct URLs a run's frontier may hold; new links past it are dropped (partial)
+    seen_memory: int = 1_000_000  # fingerprints kept in memory (70-90 bytes each); past it the database dedupes
 
 
 @dataclass(frozen=True)

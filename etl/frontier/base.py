@@ -7,7 +7,8 @@ for several machines (its `next` claims a batch, `finished` is committed with th
 writer, and expired leases come back through `next` itself).
 
 Deduplication is on `etl.urls.fingerprint`, a stable hash of the canonical URL, so every process and
-every machine agrees on what was seen.
+every machine agrees on what was seen; the database's frontier table, keyed by (run_id, url_key), is the
+final word on it, so a frontier may remember only part of what it has seen.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ class Remaining:
 
 class Frontier(ABC):
     @abstractmethod
-    def load(self, pending: Iterable[Request], seen: Iterable[int]) -> None:
-        """(Re)start from what the database says: pending work and every fingerprint already known."""
+    def load(self, pending: Iterable[Request], seen: Iterable[int], urls: int | None = None) -> None:
+        """(Re)start from what the database says: pending work, the fingerprints already known (all of
+        them, or as many as the frontier keeps in memory) and how many entries the run has (`urls`;
+        None: as many as `seen`)."""
 
     @abstractmethod
     def add(self, links: Iterable[Request]) -> list[Request]:
