@@ -22,7 +22,10 @@ LISTINGS = 1500
 
 # Each child waits for the barrier file, then runs the CLI: the processes start their real work together.
 _LAUNCH = ("import os, sys, time\n"
-           "while not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
+           "deadline = time.monotonic() + 60\n"
+           "while not os.path.exists(sys.argv[1]):\n"
+           "    if time.monotonic() > deadline: sys.exit('no barrier')\n"
+           "    time.sleep(0.001)\n"
            "sys.argv = ['etl'] + sys.argv[2:]\n"
            "from etl.cli import main\n"
            "sys.exit(main())\n")
