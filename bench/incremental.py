@@ -62,6 +62,26 @@ def crawl(listings: int, day: int, db: str) -> dict:
             "frontier_rows_after": frontier, "url_state_rows": states, "server": kind}
 
 
+def history_check(db: str, changes: list[dict]) -> dict:
+    """The last run's listing_history versions and delistings against the site's own list of changes: a
+    price change is a `changed` version at the new price, a new listing `new`, one back `relisted`, one gone
+    delisted — and nothing else."""
+    kinds = {"price": "changed", "new": "new", "relisted": "relisted"}
+    want = {(c["listing_id"], kinds[c["change"]], round(float(c["new_total_price"]), 2))
+            for c in changes if c["change"] in kinds}
+    gone = {c["listing_id"] for c in changes if c["change"] == "removed"}
+    engine = create_engine(db)
+    with engine.connect() as conn:
+        run = conn.execute(text("SELECT max(id) FROM runs")).scalar()
+        got = {(r[0], r[1], round(float(r[2]), 2)) for r in conn.execute(
+            text("SELECT listing_id, kind, total_price FROM listing_history WHERE run_id = :r"), {"r": run})}
+        delisted = {r[0] for r in conn.execute(text("SELECT listing_id FROM listings WHERE delisted_at IS NOT NULL"))}
+    engine.dispose()
+    diff = sorted(want ^ got)[:20] + sorted(gone ^ delisted)[:20]
+    return {"versions": len(got), "delisted": len(delisted), "exact": want == got and gone == delisted,
+            "diff": [list(d) if isinstance(d, tuple) else d for d in diff]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--listings", type=int, default=20000)
@@ -79,12 +99,16 @@ def main() -> None:
            "new_or_changed": wanted, "at_most": lists + wanted,
            "fewer_requests": round(runs[0]["requests"] / runs[1]["requests"], 1),
            "faster": round(runs[0]["wall_s"] / runs[1]["wall_s"], 1)}
+    out["history"] = history_check(db, changes)
     print(f"{'run':<28}{'requests':>10}{'wall s':>9}{'pages/s':>9}{'seen':>8}{'frontier':>10}{'url_state':>10}")
     for label, r in zip((f"day {before} (full crawl)", f"day {after} (incremental)"), runs, strict=True):
         print(f"{label:<28}{r['requests']:>10,}{r['wall_s']:>9.1f}{r['pages_per_s']:>9,.0f}"
               f"{r['listings_seen']:>8,}{r['frontier_rows_after']:>10,}{r['url_state_rows']:>10,}")
     print(f"day {after}: list pages {lists:,} + new/changed {wanted:,} = {lists + wanted:,} at most; "
           f"{out['fewer_requests']}x fewer requests (target >= 10x), {out['faster']}x faster (target >= 5x)")
+    h = out["history"]
+    print(f"history of day {after}: {h['versions']:,} versions, {h['delisted']:,} delisted; "
+          f"equal to `etl demo changes`: {h['exact']}" + ("" if h["exact"] else f" (differences: {h['diff'][:5]})"))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / time.strftime("incremental-%Y%m%d-%H%M%S.json")).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -21,7 +21,7 @@ from sqlalchemy import Column, Engine, MetaData, Table, false, func, inspect, se
 from sqlalchemy.sql.elements import ColumnElement
 
 NO_DISTRICT = "(no district)"
-RUN_COUNTS = ("new", "changed", "unchanged", "delisted", "relisted")  # runs columns, when present
+RUN_COUNTS = ("new", "changed", "unchanged", "delisted", "relisted")  # runs.rows_<kind>, when present
 TOP_STOCKS = 20
 SENTIMENT_STOCKS = 5  # the daily-sentiment chart follows the most-mentioned few
 MAX_BINS = 40
@@ -209,14 +209,15 @@ def run_counts(t: Tables, job: str | None) -> tuple[list[str], list[RunCount]]:
     """Per run: the new/changed/delisted… columns `runs` has (none on an older schema), for the runs of
     the job, or of every job that wrote listings."""
     runs, ls = t.get("runs"), t.get("listings")
-    kinds = [k for k in RUN_COUNTS if runs is not None and k in runs.c]
+    kinds = [k for k in RUN_COUNTS if runs is not None and f"rows_{k}" in runs.c]
     if not kinds:
         return [], []
     if job is not None:
         scope = runs.c.job == job
     else:
         scope = runs.c.job.in_(select(runs.c.job).where(runs.c.id.in_(select(ls.c.run_id).distinct())))
-    query = select(runs.c.id, runs.c.started_at, *(runs.c[k] for k in kinds)).where(scope).order_by(runs.c.id)
+    query = select(runs.c.id, runs.c.started_at, *(runs.c[f"rows_{k}"].label(k) for k in kinds)).where(scope) \
+        .order_by(runs.c.id)
     out = []
     with t.engine.connect() as conn:
         for row in conn.execute(query):
