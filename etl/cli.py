@@ -96,6 +96,13 @@ def _history_line(counts) -> str:
             f"{counts.relisted:,} relisted, {delisted}\n")
 
 
+def _database_url(args: argparse.Namespace) -> str:
+    """--db, else ETL_DATABASE_URL, else the config's default database (for commands that take no config)."""
+    from etl.config.model import DatabaseSettings
+
+    return args.db or os.environ.get("ETL_DATABASE_URL") or DatabaseSettings.url
+
+
 def _interrupted(state) -> bool:
     return bool(state.interrupted)
 
@@ -104,7 +111,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from etl.db import DatabaseError, upgrade
     from etl.dialects.base import mask_url
 
-    url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"
+    url = _database_url(args)
     try:
         head = upgrade(url)
     except DatabaseError as exc:
@@ -176,7 +183,7 @@ def cmd_seed_news(args: argparse.Namespace) -> int:
     from etl.dialects.base import mask_url
     from etl.sources.news_seed import seed_news
 
-    url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"
+    url = _database_url(args)
     started = time.monotonic()
     n = seed_news(url, args.rows, table=args.table, seed=args.seed)
     print(f"seeded {n:,} articles into {args.table} at {mask_url(url)} in {time.monotonic() - started:.1f}s")
@@ -216,7 +223,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from etl.errors import one_line
     from etl.report import NothingToReport, build_report
 
-    url = args.db or os.environ.get("ETL_DATABASE_URL") or "sqlite:///etl.db"
+    url = _database_url(args)
     try:
         parsed = make_url(url)
     except Exception as exc:

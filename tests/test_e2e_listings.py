@@ -40,6 +40,13 @@ def assert_matches_truth(db_url: str, city: str = "bj", listings: int = LISTINGS
     ids = [r["listing_id"] for r in rows]
     assert len(ids) == len(set(ids)), "duplicate listings"
     assert set(ids) == set(truth), f"missing {len(set(truth) - set(ids))}, extra {len(set(ids) - set(truth))}"
+    mismatches = field_mismatches(rows, truth)
+    assert not mismatches, f"{len(mismatches)} field mismatches, e.g. {mismatches[:5]}"
+
+
+def field_mismatches(rows, truth: dict[str, dict]) -> list[tuple]:
+    """(listing_id, field, want, got) for every stored field that differs from the generator's truth, read
+    the way each database returns it (JSON text, absolute URLs, Decimal prices, ISO dates)."""
     mismatches = []
     for row in rows:
         t = truth[row["listing_id"]]
@@ -55,7 +62,7 @@ def assert_matches_truth(db_url: str, city: str = "bj", listings: int = LISTINGS
                 want = want.isoformat()
             if got != want:
                 mismatches.append((row["listing_id"], name, want, got))
-    assert not mismatches, f"{len(mismatches)} field mismatches, e.g. {mismatches[:5]}"
+    return mismatches
 
 
 def assert_district_summary(db_url: str, city: str = "bj") -> None:

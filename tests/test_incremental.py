@@ -65,25 +65,10 @@ def rows_of_run(db_url: str, run_id: int) -> dict[str, dict]:
 
 
 def assert_rows_equal_truth(rows: dict[str, dict], want: dict[str, dict]) -> None:
-    import json
-    from decimal import Decimal
+    from tests.test_e2e_listings import field_mismatches
 
     assert set(rows) == set(want), f"missing {len(set(want) - set(rows))}, extra {len(set(rows) - set(want))}"
-    bad = []
-    for lid, t in want.items():
-        row = rows[lid]
-        for name, value in t.items():
-            got = row[name]
-            if name == "extras":
-                got = got if isinstance(got, dict) else json.loads(got)
-            elif name == "url":
-                got = "/" + got.split("/", 3)[3]
-            elif name == "total_price":
-                got = Decimal(str(got))
-            elif name == "listed_date" and isinstance(got, str):
-                value = value.isoformat()
-            if got != value:
-                bad.append((lid, name, value, got))
+    bad = field_mismatches(rows.values(), want)
     assert not bad, f"{len(bad)} mismatches, e.g. {bad[:5]}"
 
 

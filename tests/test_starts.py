@@ -81,12 +81,7 @@ def test_two_runs_started_together_run_once(tmp_path: Path, db_url: str) -> None
 
 def test_two_resumes_started_together_resume_once(tmp_path: Path, db_url: str) -> None:
     """11.1: an interrupted run pending, two starts at once: one resumes it, the other is refused."""
-    first = subprocess.Popen([sys.executable, "-m", "etl.cli", *_run_args(db_url)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while _rows(db_url) < 200:
-        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
-        time.sleep(0.05)
+    first = _running_past(db_url, 200)
     first.send_signal(signal.SIGTERM)
     out, _ = first.communicate(timeout=120)
     assert first.returncode == 130, out
@@ -100,12 +95,7 @@ def test_two_resumes_started_together_resume_once(tmp_path: Path, db_url: str) -
 
 def test_a_killed_run_frees_the_job_at_once(tmp_path: Path, db_url: str) -> None:
     """The lock dies with its holder: after kill -9 of the whole run, the next start resumes, not refused."""
-    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", *_run_args(db_url)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while _rows(db_url) < 200:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-        time.sleep(0.05)
+    proc = _running_past(db_url, 200)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     time.sleep(0.5)  # the server notices the closed session
@@ -113,6 +103,17 @@ def test_a_killed_run_frees_the_job_at_once(tmp_path: Path, db_url: str) -> None
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "(resumed)" in again.stdout, again.stdout + again.stderr
     assert_matches_truth(db_url, listings=LISTINGS)
+
+
+def _running_past(url: str, rows: int) -> subprocess.Popen:
+    """An `etl run` of the job that has written at least `rows` listings and is still going."""
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", *_run_args(url)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while _rows(url) < rows:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.05)
+    return proc
 
 
 def _rows(url: str) -> int:
