@@ -22,5 +22,7 @@ def compact(conn, run_id: int, status: str) -> int:
     """Delete the frontier rows of run `run_id` if it succeeded; returns how many went."""
     if status != "succeeded":
         return 0
+    for table in (schema.host_turns, schema.host_slots, schema.robots_txt):  # a shared run's coordination
+        conn.execute(delete(table).where(table.c.run_id == run_id))
     f = schema.frontier
     return conn.execute(delete(f).where(f.c.run_id == run_id)).rowcount or 0

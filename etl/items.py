@@ -144,6 +144,7 @@ class FailureNote:
     status: int | None
     error: str
     attempts: int
+    key: int | None = None  # the frontier key of the unit it belongs to (a shared run drops a lost unit's)
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from typing import Any
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
+from etl.frontier.leased import LeasedFrontier
 from etl.frontier.store import Lookup
 from etl.incremental import Known, validators_of
 from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
@@ -30,6 +31,8 @@ from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.plugins import load_plugin
 from etl.progress import Progress
 from etl.runs import RunState, close_run, count_failures, finish_run, open_run
+from etl.shared import Share
+from etl.shared.claims import Claims
 from etl.sources import source_for
 from etl.sources.base import Source
 from etl.urls import frontier_key
@@ -66,8 +69,9 @@ class Stats:
 
 
 class Coordinator:
-    def __init__(self, cfg: Config, state: RunState, source: Source, progress: Progress) -> None:
-        self.cfg, self.state, self.source, self.progress = cfg, state, source, progress
+    def __init__(self, cfg: Config, state: RunState, source: Source, progress: Progress,
+                 share: Share | None = None) -> None:
+        self.cfg, self.state, self.source, self.progress, self.share = cfg, state, source, progress, share
         self.domains = source.domains()
         self.ctx = mp.get_context(cfg.run.start_method)
         self.stats = Stats(pages_ok=state.pages_ok, pages_failed=state.pages_failed)
@@ -76,9 +80,12 @@ class Coordinator:
         self.fetch: FetchStage | None = None
         self.writer = WriterLink(self.ctx)
         self.lookup = Lookup(cfg.database_url, state.run_id)  # membership past the seen-set's cap
-        self.frontier = LocalFrontier(source.priority, cfg.run.frontier_memory, self._read_back,
-                                      seen_memory=cfg.run.seen_memory, max_urls=cfg.run.max_urls,
-                                      known=self.lookup.known)
+        self.frontier: LocalFrontier = (
+            LocalFrontier(source.priority, cfg.run.frontier_memory, self._read_back, seen_memory=cfg.run.seen_memory,
+                          max_urls=cfg.run.max_urls, known=self.lookup.known) if share is None else
+            LeasedFrontier(source.priority, Claims(share.url, share.run_id, share.owner, cfg.run.lease,
+                                                   source.urgent_kinds()),
+                           cfg.run.claim_batch or 2 * cfg.run.fetch_threads, self.writer.sync))
         self.known = Known.load(cfg, source.base_url)  # what earlier runs fetched (etl/incremental.py)
         self._load_frontier()
 
@@ -101,7 +108,8 @@ class Coordinator:
         run, db = self.cfg.run, self.cfg.database
         self.writer.start(WriterSettings(
             url=db.url, target=self.cfg.target, run_id=self.state.run_id, batch_size=run.batch_size,
-            flush_seconds=run.flush_seconds, retry_seconds=db.retry_seconds, rows_before=self.state.rows_before))
+            flush_seconds=run.flush_seconds, retry_seconds=db.retry_seconds, rows_before=self.state.rows_before,
+            lease_owner=self.share.owner if self.share else None))
 
     def _recover_writer(self) -> None:
         """Lost messages are not lost work: the frontier in the database still says which pages are not
@@ -128,7 +136,7 @@ class Coordinator:
         self.stats.pages_failed += 1
         key = str(status) if status and status >= 400 else stage  # a 200 cut off at max_bytes is no "200"
         self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
-        self.writer.post(FailureNote(req.url, stage, status, error, req.attempt + 1))
+        self.writer.post(FailureNote(req.url, stage, status, error, req.attempt + 1, frontier_key(req)))
         self.writer.post(PageDone(frontier_key(req), [], [], "failed"))
         self.frontier.finished(req)
 
@@ -152,7 +160,7 @@ class Coordinator:
                 self.stats.warnings.append(warning)
                 log.warning("%s", warning)
         for error in parsed.item_errors:  # the page is done; these items of it gave no row
-            self.writer.post(FailureNote(req.url, "parse", None, error, 1))
+            self.writer.post(FailureNote(req.url, "parse", None, error, 1, frontier_key(req)))
         wanted, notes = self.known.sift(parsed, status)  # unchanged listings' detail pages are not fetched
         for note in notes:
             self.writer.post(note)
@@ -231,7 +239,7 @@ class Coordinator:
         self._start_parsers()
         if self.source.fetches:
             self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads,
-                                    self.source.credentials())
+                                    self.source.credentials(), self.share)
         try:
             while True:
                 self._loop()
@@ -249,6 +257,7 @@ class Coordinator:
             self.pool.close()
             self.writer.close()
             self.lookup.close()
+            self.frontier.close()
 
     def _refill(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
@@ -261,6 +270,8 @@ class Coordinator:
                   limit: int | None) -> int:
         """Fetch only as fast as the parse processes keep up: the pool's room is the backpressure."""
         handover: list[Request] = []
+        for req, why in self.frontier.given_up():
+            self._failed(req, "fetch", why)
         while (len(fetching) < self.cfg.run.fetch_threads and self.pool.has_room()
                and (limit is None or started < limit)):
             req = self.frontier.next(now)
@@ -311,6 +322,7 @@ class Coordinator:
         last_check = time.monotonic()
         while True:
             now = time.monotonic()
+            self.frontier.tick(now)
             if self.frontier.needs_refill() and not self.stop_requested.is_set():
                 self._refill(fetching)
             if not self.stop_requested.is_set():
