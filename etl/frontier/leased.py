@@ -14,6 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from sqlalchemy.exc import DBAPIError
+
+from etl.errors import one_line
 from etl.frontier.base import Remaining
 from etl.frontier.local import LocalFrontier, Priority
 from etl.items import Request
@@ -22,6 +25,7 @@ from etl.shared.claims import MAX_CLAIMS, Claims
 log = logging.getLogger("etl.frontier")
 
 IDLE_CLAIM = 0.5  # seconds between claims while the database has nothing claimable
+DB_AWAY = 2.0  # seconds between claims while the database cannot be reached
 
 
 class LeasedFrontier(LocalFrontier):
@@ -49,10 +53,18 @@ class LeasedFrontier(LocalFrontier):
         return not self.in_memory and time.monotonic() >= self.next_claim
 
     def refill(self, busy: set[str]) -> None:
-        claimed = self.claims.claim(self.memory)
-        if not claimed:
-            self.sync()  # links this worker's writer holds become claimable once committed
+        try:
             claimed = self.claims.claim(self.memory)
+            if not claimed:
+                self.sync()  # links this worker's writer holds become claimable once committed
+                claimed = self.claims.claim(self.memory)
+            left = True if claimed else self.claims.left()
+        except DBAPIError as exc:  # the database is away: keep going with what is in flight, ask again later
+            log.warning("frontier: cannot claim work (%s); trying again in %.0f s", one_line(exc, 300), DB_AWAY)
+            self.claims.engine.dispose()
+            self.next_claim = time.monotonic() + DB_AWAY
+            return
+        busy = busy | {req.url for _, _, req in self.retries}
         for c in claimed:
             if c.request.url in busy:
                 continue  # ours already: its lease lapsed and came back to us
@@ -62,7 +74,7 @@ class LeasedFrontier(LocalFrontier):
             else:
                 self._queue(c.request)
         if not claimed:
-            self.more = self.claims.left()
+            self.more = left
             self.next_claim = time.monotonic() + IDLE_CLAIM
 
     def remaining(self) -> Remaining:

@@ -74,8 +74,9 @@ class SharedGate(HostGate):
         away, AWAY after DB_TRIES."""
         for attempt in range(DB_TRIES):
             try:
-                with self.engine.begin() as conn:
-                    result = conn.execute(text(sql), {"r": self.run_id, "me": self.owner, **params})
+                with self.engine.connect() as conn:  # autocommit: one round trip per statement
+                    result = conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                        text(sql), {"r": self.run_id, "me": self.owner, **params})
                     return result.first() if result.returns_rows else None
             except DBAPIError as exc:
                 if time.monotonic() - self.warned > 60:

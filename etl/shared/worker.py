@@ -16,6 +16,8 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
@@ -54,13 +56,17 @@ def _lock(cfg: Config, name: str, shared: bool = False) -> NamedLock:
     return dialect_for(cfg.database_url).named_lock(cfg.database_url, name, shared)
 
 
-def _start_lock(cfg: Config) -> NamedLock:
+@contextmanager
+def _start_lock(cfg: Config) -> Iterator[None]:
+    """Held while a worker joins or closes the run: one at a time, so they agree on which run it is."""
     lock = _lock(cfg, f"etl:start:{cfg.job}")
-    if not lock.acquire(START_WAIT):
+    try:
+        if not lock.acquire(START_WAIT):
+            raise db.DatabaseError(f"job {cfg.job!r}: another worker has been joining or closing the run for "
+                                   f"{START_WAIT:.0f} s; try again")
+        yield
+    finally:
         lock.release()
-        raise db.DatabaseError(f"job {cfg.job!r}: another worker has been joining or closing the run for "
-                               f"{START_WAIT:.0f} s; try again")
-    return lock
 
 
 def join(cfg: Config, source: Source, owner: str) -> RunState:
