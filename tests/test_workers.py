@@ -27,6 +27,7 @@ pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parent.parent
 LISTINGS = 1500
 WORKER_WAIT = 240  # seconds a worker may take, at most
+DELAY, JITTER = 0.2, 0.04  # [politeness] delay of the spacing test, and what arrival times may blur of it
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_a_cut_link_and_back(hosts, site, pg_url, tmp_path):
         time.sleep(5 + 4)
     finally:
         hosts.restore(1)
-    assert [w.wait() for w in workers] == [0, 0, 0], workers[0].log()[-2000:]
+    assert [w.wait() for w in workers] == [0, 0, 0], "\n".join(w.log()[-1500:] for w in workers)
     assert_exact(pg_url)
 
 
@@ -207,12 +208,13 @@ def test_politeness_holds_across_workers(hosts, pg_url, tmp_path, monkeypatch):
                     extra_apps=("tests.request_log:app",)) as server:
         db_url = prepare(pg_url)
         workers = start(hosts, write_config(tmp_path, server.base_url, 120), db_url, tmp_path,
-                        "politeness.delay=0.1")
+                        f"politeness.delay={DELAY}")
         assert [w.wait() for w in workers] == [0, 0, 0], "\n".join(w.log()[-1500:] for w in workers)
     assert_exact(pg_url, listings=120)
     arrivals = sorted(float(line.split(" ", 1)[0]) for line in log.read_text().splitlines())
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert len(arrivals) > 100
-    assert min(gaps) >= 0.1 - 0.025, f"two requests {min(gaps) * 1000:.1f} ms apart (delay 100 ms)"
+    # as the server saw them arrive: the start of each request, plus the network's and the server's jitter
+    assert min(gaps) >= DELAY - JITTER, f"two requests {min(gaps) * 1000:.1f} ms apart (delay {DELAY * 1000:.0f} ms)"
     hosts_used = table(pg_url, "SELECT count(*) AS n FROM workers WHERE pages_ok > 0")[0]["n"]
     assert hosts_used >= 2  # the work was shared, not done by one worker while the others waited

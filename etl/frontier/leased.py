@@ -10,8 +10,10 @@ page that was itself pending, so "none pending" is final).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from sqlalchemy.exc import DBAPIError
@@ -21,6 +23,7 @@ from etl.frontier.base import Remaining
 from etl.frontier.local import LocalFrontier, Priority
 from etl.items import Request
 from etl.shared.claims import MAX_CLAIMS, Claims
+from etl.urls import frontier_key
 
 log = logging.getLogger("etl.frontier")
 
@@ -83,7 +86,26 @@ class LeasedFrontier(LocalFrontier):
     def tick(self, now: float) -> None:
         if now >= self.next_renew:
             self.next_renew = now + self.claims.lease / 3
-            self.claims.renew()
+            held = self.claims.renew()
+            if held is not None:
+                self._forget_lost(held)
+
+    def _forget_lost(self, held: set[int]) -> None:
+        """Drop queued and retrying entries this worker no longer holds: another worker took them over
+        while this one was away (paused, cut off) and may have finished them already."""
+        lost = 0
+        for i, q in enumerate(self.queues):
+            kept = [r for r in q if frontier_key(r) in held]
+            lost += len(q) - len(kept)
+            self.queues[i] = deque(kept)
+        kept_retries = [entry for entry in self.retries if frontier_key(entry[2]) in held]
+        lost += len(self.retries) - len(kept_retries)
+        if len(kept_retries) != len(self.retries):
+            self.retries = kept_retries
+            heapq.heapify(self.retries)
+        if lost:
+            log.warning("frontier: %d claimed pages were taken over by other workers while this one was away; "
+                        "dropped here", lost)
 
     def given_up(self) -> list[tuple[Request, str]]:
         out, self.poisoned = self.poisoned, []

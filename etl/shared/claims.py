@@ -67,21 +67,23 @@ class Claims:
         return [Claimed(Request.from_frontier(url, kind, meta, key), claims)
                 for url, kind, meta, key, claims in conn.execute(stmt)]
 
-    def renew(self) -> bool:
-        """Extend every lease this worker holds and say it is alive; False if the database is away (the
-        leases may then expire: the fencing check keeps late commits out)."""
+    def renew(self) -> set[int] | None:
+        """Extend every lease this worker holds and say it is alive. Returns the keys still held (an entry
+        missing was taken over while this worker was away, or finished by another), or None if the database
+        is away (the leases may then expire: the fencing check keeps late commits out)."""
         f, w = schema.frontier, schema.workers
         try:
             with self.engine.begin() as conn:
-                conn.execute(update(f).where(f.c.run_id == self.run_id, f.c.lease_owner == self.owner,
-                                             f.c.state == "pending").values(lease_until=self._until()))
+                held = set(conn.execute(update(f).where(f.c.run_id == self.run_id, f.c.lease_owner == self.owner,
+                                                        f.c.state == "pending").values(lease_until=self._until())
+                                        .returning(f.c.url_key)).scalars())
                 conn.execute(update(w).where(w.c.run_id == self.run_id, w.c.worker == self.owner)
                              .values(seen_at=func.now()))
-            return True
+            return held
         except SQLAlchemyError as exc:
             log.warning("cannot renew this worker's leases (%s); pages may be taken over", one_line(exc, 300))
             self.engine.dispose()
-            return False
+            return None
 
     def release(self, keys: list[int] | None = None) -> None:
         """Give back this worker's leases (all, or those of `keys`): another worker may take them at once."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -106,18 +107,24 @@ class SharedGate(HostGate):
         return SharedSlot(self, host, local, slot)
 
     def _take_slot(self, host: str) -> int | None:
-        """One of the host's per_host slots, waiting while all are taken; None if the database is away."""
-        if host not in self.seeded:
-            if self._db(_SEED_SLOTS, h=host, n=self.per_host) is AWAY:
-                return None
-            self.seeded.add(host)
-        while True:
+        """One of the host's per_host slots, waiting while all are taken (at most a slot's lease: by then
+        every holder has finished or died); None if the database is away or the wait ran out."""
+        deadline = time.monotonic() + self.hold
+        reseed = 0.0
+        while time.monotonic() < deadline:
+            if host not in self.seeded or time.monotonic() >= reseed:  # the rows, once, and again if they went
+                if self._db(_SEED_SLOTS, h=host, n=self.per_host) is AWAY:
+                    return None
+                self.seeded.add(host)
+                reseed = time.monotonic() + 1.0
             row = self._db(_TAKE_SLOT, h=host, n=self.per_host, hold=self.hold)
             if row is AWAY:
                 return None
             if row is not None:
                 return int(row[0])
             time.sleep(SLOT_POLL)  # every slot is in use by some worker
+        log.warning("politeness across workers: no free slot for %s in %.0f s; going on", host, self.hold)
+        return None
 
     def free_slot(self, host: str, slot: int) -> None:
         self._db(_FREE_SLOT, h=host, s=slot)
@@ -150,8 +157,15 @@ class SharedFetcher(Fetcher):
         self.run_id = run_id
 
     def _load_robots(self, origin: str) -> Robots | str:
+        def fetch(origin: str) -> Robots | str:  # a request like any other: it takes its turn at the host
+            slot = self.gate.enter(urlsplit(origin).netloc)
+            try:
+                return Fetcher._load_robots(self, origin)
+            finally:
+                slot.release()
+
         try:
-            return load_shared_robots(self.gate.engine, self.run_id, origin, super()._load_robots, self.user_agent)
+            return load_shared_robots(self.gate.engine, self.run_id, origin, fetch, self.user_agent)
         except SQLAlchemyError as exc:
             log.warning("robots.txt of %s: the run's copy cannot be read (%s); fetching it here", origin,
                         one_line(exc, 300))
