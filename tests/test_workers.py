@@ -121,6 +121,8 @@ def wait_for(pg_url: str, pages: int, worker: Worker | None = None) -> None:
 
 def assert_exact(pg_url: str, listings: int = LISTINGS) -> None:
     """The truth, every listing written exactly once, the run closed as succeeded with the pages added up."""
+    failures = table(pg_url, "SELECT url, stage, error FROM failures")
+    assert not failures, f"{len(failures)} failures, e.g. {failures[:3]}"
     assert_matches_truth(pg_url, listings=listings)
     twice = table(pg_url, "SELECT listing_id, count(*) AS n FROM etl_test_writes GROUP BY listing_id HAVING count(*) > 1")
     assert not twice, f"{len(twice)} listings written more than once, e.g. {twice[:3]}"
@@ -196,8 +198,9 @@ def test_postgresql_restarted_mid_run(hosts, site, pg_url, tmp_path):
     version = sorted(os.listdir("/etc/postgresql"))[-1]
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
                    capture_output=True)
-    assert [w.wait() for w in workers] == [0, 0, 0], "\n".join(w.log()[-1500:] for w in workers)
+    codes = [w.wait() for w in workers]
     assert_exact(pg_url)
+    assert codes == [0, 0, 0], "\n".join(w.log()[-1500:] for w in workers)
 
 
 def test_politeness_holds_across_workers(hosts, pg_url, tmp_path, monkeypatch):

@@ -16,8 +16,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from sqlalchemy.exc import DBAPIError
-
 from etl.errors import one_line
 from etl.frontier.base import Remaining
 from etl.frontier.local import LocalFrontier, Priority
@@ -62,7 +60,7 @@ class LeasedFrontier(LocalFrontier):
                 self.sync()  # links this worker's writer holds become claimable once committed
                 claimed = self.claims.claim(self.memory)
             left = True if claimed else self.claims.left()
-        except DBAPIError as exc:  # the database is away: keep going with what is in flight, ask again later
+        except self.claims.errors as exc:  # the database is away: keep going with what is in flight, ask again later
             log.warning("frontier: cannot claim work (%s); trying again in %.0f s", one_line(exc, 300), DB_AWAY)
             self.claims.engine.dispose()
             self.next_claim = time.monotonic() + DB_AWAY

@@ -18,6 +18,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import db, schema
+from etl.dialects import dialect_for
 from etl.errors import one_line
 from etl.items import Request
 
@@ -39,6 +40,7 @@ class Claims:
         self.url, self.run_id, self.owner, self.lease = url, run_id, owner, lease
         self.urgent_kinds = urgent_kinds
         self.engine = db.make_engine(url)
+        self.errors = (SQLAlchemyError, *dialect_for(url).errors)  # what a database going away raises
 
     def _until(self):
         return func.now() + dt.timedelta(seconds=self.lease)
@@ -80,7 +82,7 @@ class Claims:
                 conn.execute(update(w).where(w.c.run_id == self.run_id, w.c.worker == self.owner)
                              .values(seen_at=func.now()))
             return held
-        except SQLAlchemyError as exc:
+        except self.errors as exc:
             log.warning("cannot renew this worker's leases (%s); pages may be taken over", one_line(exc, 300))
             self.engine.dispose()
             return None
@@ -96,7 +98,7 @@ class Claims:
                 for i in range(0, len(keys or ()), 500):
                     conn.execute(update(f).where(*cond, f.c.url_key.in_(keys[i:i + 500]))
                                  .values(lease_owner=None, lease_until=None))
-        except SQLAlchemyError as exc:
+        except self.errors as exc:
             log.warning("cannot give back this worker's leases (%s): they expire in %.0f s",
                         one_line(exc, 300), self.lease)
 

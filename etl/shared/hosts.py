@@ -20,9 +20,10 @@ import time
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from etl.db import make_engine
+from etl.dialects import dialect_for
 from etl.errors import one_line
 from etl.fetch.fetcher import Fetcher, HostGate
 from etl.locks import lock_key
@@ -67,6 +68,7 @@ class SharedGate(HostGate):
         super().__init__(per_host, delay)
         self.run_id, self.owner, self.hold = run_id, owner, hold
         self.engine = make_engine(url, pool_size=threads, max_overflow=4)
+        self.errors = (SQLAlchemyError, *dialect_for(url).errors)  # the raw driver's too (a restart mid-statement)
         self.seeded: set[str] = set()
         self.warned = 0.0
 
@@ -79,7 +81,7 @@ class SharedGate(HostGate):
                     result = conn.execution_options(isolation_level="AUTOCOMMIT").execute(
                         text(sql), {"r": self.run_id, "me": self.owner, **params})
                     return result.first() if result.returns_rows else None
-            except DBAPIError as exc:
+            except self.errors as exc:
                 if time.monotonic() - self.warned > 60:
                     self.warned = time.monotonic()
                     log.warning("politeness across workers: the database is unreachable (%s); retrying",
@@ -166,7 +168,7 @@ class SharedFetcher(Fetcher):
 
         try:
             return load_shared_robots(self.gate.engine, self.run_id, origin, fetch, self.user_agent)
-        except SQLAlchemyError as exc:
+        except self.gate.errors as exc:
             log.warning("robots.txt of %s: the run's copy cannot be read (%s); fetching it here", origin,
                         one_line(exc, 300))
             return super()._load_robots(origin)
