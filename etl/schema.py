@@ -61,9 +61,16 @@ frontier = Table(
     Column("url_key", BigInteger, primary_key=True, autoincrement=False),  # etl.urls.fingerprint(url)
     Column("url", Text, nullable=False),  # as the page wrote it; or sql:<table>:<lo> for a row range
     Column("kind", String(64), nullable=False),
-    Column("meta", Text),  # JSON: page number, raw fields carried to a detail page
+    Column("meta", Text),  # JSON: page number, raw fields carried to a detail page, "via@" (see carried)
     Column("state", String(8), nullable=False),  # pending | done | failed
     Index("ix_frontier_run_state", "run_id", "state"),
+)
+
+carried = Table(  # facet texts carried down to the frontier rows below a facet, once per run and value set
+    "carried", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("carried_key", BigInteger, primary_key=True, autoincrement=False),  # etl.carried.carried_key(via)
+    Column("via", Text, nullable=False),  # JSON: kind → link text, what frontier metas refer to as "via@"
 )
 
 failures = Table(

@@ -71,6 +71,7 @@ class WriterSettings:
 class Batch:
     rows: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # natural key → row (last wins)
     links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # url_key → (url, kind, meta)
+    carried: dict[int, str] = field(default_factory=dict)  # carried_key → via JSON the links refer to
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
     replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
@@ -168,6 +169,7 @@ class Writer:
             if type(msg) is PageDone:  # a PageRows share leaves its page pending: only the last share marks it
                 for link in msg.links:
                     batch.links.setdefault(link.key, (link.url, link.kind, link.meta))
+                batch.carried.update(msg.carried)
                 batch.states[msg.key] = msg.state
         elif type(msg) is Unchanged:
             batch.unchanged.update(msg.keys)
@@ -249,6 +251,9 @@ class Writer:
             fl = schema.failures
             refused = conn.execute(select(func.count()).select_from(fl)
                                    .where(fl.c.run_id == run_id, fl.c.stage == "write")).scalar() or 0
+        if batch.carried:  # what the links below refer to, in their transaction (etl/carried.py)
+            d.insert_new_rows(conn, schema.carried, ("run_id", "carried_key"),
+                              [{"carried_key": k, "via": v} for k, v in batch.carried.items()], {"run_id": run_id})
         if links:
             d.insert_new_rows(conn, f, ("run_id", "url_key"), links, {"run_id": run_id})
         failures = batch.failures
