@@ -146,7 +146,10 @@ def stored_copies(url: str) -> tuple[list[int], int, int]:
     """How often each facet text is in the database (frontier metas and carried texts), how many frontier
     rows carry facet texts at all (inline or by reference), and the longest frontier meta."""
     texts = [r["meta"] or "" for r in table(url, "SELECT meta FROM frontier")]
-    texts += [r["via"] for r in table(url, "SELECT via FROM carried")]
+    try:
+        texts += [r["via"] for r in table(url, "SELECT via FROM carried")]
+    except Exception:  # no such table (the code before it): the frontier holds them all
+        pass
     metas = [json.loads(r["meta"] or "{}") for r in table(url, "SELECT meta FROM frontier")]
     carrying = sum(1 for m in metas if "via" in m or "via@" in m)
     longest = max((len(r["meta"] or "") for r in table(url, "SELECT meta FROM frontier")), default=0)
