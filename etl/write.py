@@ -5,8 +5,8 @@ transaction per batch. A batch holds the rows of finished pages *and* the fronti
 pages (new links discovered, the facet texts they refer to, pages marked done, failures, run counters), so
 after a crash the database never says a page is done without its rows, nor holds rows of a page it will
 fetch again without upserting them idempotently. The coordinator writes only before the writer starts and
-after it has exited, so on SQLite there is never a second writer waiting on the lock. What differs between databases (COPY,
-conflict clauses, transient errors) is the dialect's (etl/dialects/).
+after it has exited, so on SQLite there is never a second writer waiting on the lock. What differs between
+databases (COPY, conflict clauses, transient errors) is the dialect's (etl/dialects/).
 
 Messages (etl/items.py): PageRows, PageDone, FailureNote, Bundle of those, Sync (answered by Synced),
 Stop; the writer ends with WriterDone or WriterError on its outbox. A batch is committed as soon as the next
