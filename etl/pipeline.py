@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.carried import Packer
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
@@ -164,17 +165,18 @@ class Coordinator:
         wanted, notes = self.known.sift(parsed, status)  # unchanged listings' detail pages are not fetched
         for note in notes:
             self.writer.post(note)
-        links = [Link(link.url, frontier_key(link), link.kind, link.meta_json())
-                 for link in self.frontier.add(wanted)]
+        packer = Packer()  # the facet texts its links carry: once per page, not per link (etl/carried.py)
+        links = packer.links(self.frontier.add(wanted))
         self.stats.pages_ok += 1
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
         self.stats.keyless += parsed.keyless
-        self._send_page(frontier_key(req), parsed.rows, links, parsed.replaces)
+        self._send_page(frontier_key(req), parsed.rows, links, parsed.replaces, packer.texts)
         self.frontier.finished(req)
 
-    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link], replaces: list[tuple]) -> None:
+    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link], replaces: list[tuple],
+                   carried: dict[int, str]) -> None:
         """A page's rows go to the writer in shares of batch_size rows, its done mark and links with the
         last: a page of 500,000 items is never one message (one page took the writer to 1.6 GB). A crash
         between shares leaves the page pending, and the redo's upserts rewrite the same rows. What the unit
@@ -183,7 +185,8 @@ class Coordinator:
         last = (len(rows) - 1) // step * step if rows else 0
         for start in range(0, last, step):
             self.writer.post(PageRows(key, rows[start:start + step], replaces if start == 0 else []))
-        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces))
+        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces,
+                                  carried))
 
     def _handle_fetches(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         try:

@@ -61,7 +61,7 @@ frontier = Table(
     Column("url_key", BigInteger, primary_key=True, autoincrement=False),  # etl.urls.fingerprint(url)
     Column("url", Text, nullable=False),  # as the page wrote it; or sql:<table>:<lo> for a row range
     Column("kind", String(64), nullable=False),
-    Column("meta", Text),  # JSON: page number, raw fields carried to a detail page
+    Column("meta", Text),  # JSON: page number, raw fields carried to a detail page, "via@" (see carried)
     Column("state", String(8), nullable=False),  # pending | done | failed
     # A worker's lease on a pending entry (etl worker: etl/shared/); NULL for a run on one machine
     Column("lease_owner", String(64)),
@@ -106,6 +106,13 @@ robots_txt = Table(  # each origin's robots.txt, fetched once per shared run
     Column("origin", String(191), primary_key=True),
     Column("body", Text, nullable=False),
     Column("fetched_at", DateTime(timezone=True), nullable=False),
+)
+
+carried = Table(  # facet texts carried down to the frontier rows below a facet, once per run and value set
+    "carried", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("carried_key", BigInteger, primary_key=True, autoincrement=False),  # etl.carried.carried_key(via)
+    Column("via", Text, nullable=False),  # JSON: kind → link text, what frontier metas refer to as "via@"
 )
 
 failures = Table(

@@ -2,11 +2,11 @@
 
 It drains a bounded multiprocessing.Queue and commits in batches (flush on size or on time), one
 transaction per batch. A batch holds the rows of finished pages *and* the frontier bookkeeping for those
-pages (new links discovered, pages marked done, failures, run counters), so after a crash the database never
-says a page is done without its rows, nor holds rows of a page it will fetch again without upserting
-them idempotently. The coordinator writes only before the writer starts and after it has exited, so on
-SQLite there is never a second writer waiting on the lock. What differs between databases (COPY,
-conflict clauses, transient errors) is the dialect's (etl/dialects/).
+pages (new links discovered, the facet texts they refer to, pages marked done, failures, run counters), so
+after a crash the database never says a page is done without its rows, nor holds rows of a page it will
+fetch again without upserting them idempotently. The coordinator writes only before the writer starts and
+after it has exited, so on SQLite there is never a second writer waiting on the lock. What differs between
+databases (COPY, conflict clauses, transient errors) is the dialect's (etl/dialects/).
 
 Messages (etl/items.py): PageRows, PageDone, FailureNote, Bundle of those, Sync (answered by Synced),
 Stop; the writer ends with WriterDone or WriterError on its outbox. A batch is committed as soon as the next
@@ -73,6 +73,7 @@ class WriterSettings:
 class Batch:
     rows: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # natural key → row (last wins)
     links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # url_key → (url, kind, meta)
+    carried: dict[int, str] = field(default_factory=dict)  # carried_key → via JSON the links refer to
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
     replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
@@ -184,6 +185,7 @@ class Writer:
                     batch.links.setdefault(link.key, (link.url, link.kind, link.meta))
                     if fenced:
                         batch.link_page.setdefault(link.key, msg.key)
+                batch.carried.update(msg.carried)
                 batch.states[msg.key] = msg.state
         elif type(msg) is Unchanged:
             batch.unchanged.update(msg.keys)
@@ -255,7 +257,7 @@ class Writer:
             return batch
         log.warning("%d pages were taken over by another worker (this one outlived its lease): what it made "
                     "of them is not written", len(lost))
-        kept = Batch(unchanged=batch.unchanged, urls=batch.urls)
+        kept = Batch(unchanged=batch.unchanged, urls=batch.urls, carried=batch.carried)
         kept.replaces = {p for p in batch.replaces if batch.replace_page.get(p) not in lost}
         kept.rows = {k: r for k, r in batch.rows.items() if batch.row_page.get(k) not in lost}
         kept.links = {k: v for k, v in batch.links.items() if batch.link_page.get(k) not in lost}
@@ -284,6 +286,9 @@ class Writer:
             fl = schema.failures
             refused = conn.execute(select(func.count()).select_from(fl)
                                    .where(fl.c.run_id == run_id, fl.c.stage == "write")).scalar() or 0
+        if batch.carried:  # what the links below refer to, in their transaction (etl/carried.py)
+            d.insert_new_rows(conn, schema.carried, ("run_id", "carried_key"),
+                              [{"carried_key": k, "via": v} for k, v in batch.carried.items()], {"run_id": run_id})
         if links:
             d.insert_new_rows(conn, f, ("run_id", "url_key"), links, {"run_id": run_id})
         failures = batch.failures

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import db, schema
+from etl import carried, db, schema
 from etl.dialects import dialect_for
 from etl.errors import one_line
 from etl.items import Request
@@ -66,8 +66,10 @@ class Claims:
         stmt = (update(f).where(f.c.run_id == self.run_id, f.c.url_key.in_(chosen))
                 .values(lease_owner=self.owner, lease_until=self._until(), claims=f.c.claims + 1)
                 .returning(f.c.url, f.c.kind, f.c.meta, f.c.url_key, f.c.claims))
-        return [Claimed(Request.from_frontier(url, kind, meta, key), claims)
-                for url, kind, meta, key, claims in conn.execute(stmt)]
+        claimed = [Claimed(Request.from_frontier(url, kind, meta, key), claims)
+                   for url, kind, meta, key, claims in conn.execute(stmt)]
+        carried.resolve(conn, self.run_id, [c.request for c in claimed])  # the facet texts they refer to
+        return claimed
 
     def renew(self) -> set[int] | None:
         """Extend every lease this worker holds and say it is alive. Returns the keys still held (an entry
