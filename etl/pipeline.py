@@ -86,11 +86,16 @@ class Coordinator:
                           max_urls=cfg.run.max_urls, known=self.lookup.known) if share is None else
             LeasedFrontier(source.priority, Claims(share.url, share.run_id, share.owner, cfg.run.lease,
                                                    source.urgent_kinds()),
-                           cfg.run.claim_batch or 2 * cfg.run.fetch_threads, self.writer.sync))
+                           cfg.run.claim_batch or self._in_flight_max(), self.writer.sync))
         self.known = Known.load(cfg, source.base_url)  # what earlier runs fetched (etl/incremental.py)
         self._load_frontier()
 
     # ------------------------------------------------------------------------------- frontier
+    def _in_flight_max(self) -> int:
+        """How many units this process works on at once: what a worker claims at a time, so that it does
+        not hoard work the other workers could be doing."""
+        return self.cfg.run.fetch_threads if self.source.fetches else 2 * self.cfg.run.parse_processes
+
     def _load_frontier(self) -> None:
         """Take what the database gave (run start, resume, writer recovery)."""
         self.frontier.load(self.state.pending, self.state.seen, self.state.urls)

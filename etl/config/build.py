@@ -177,7 +177,7 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
     if run["lease"] < 5:
         raise ck.fail("[run].lease", "must be at least 5 seconds (a worker renews its leases every third of it)")
     if run["claim_batch"] < 0:
-        raise ck.fail("[run].claim_batch", "must be 0 (twice fetch_threads) or more")
+        raise ck.fail("[run].claim_batch", "must be 0 (as many as are worked on at once) or more")
     if run["parse_processes"] < 0:
         raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
     for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("run", "frontier_memory"),

@@ -75,6 +75,9 @@ def join(cfg: Config, source: Source, owner: str) -> RunState:
     if not dialect.leases:
         raise ConfigError(f"etl worker shares a run through the database, which {dialect.name} cannot do: use "
                           "PostgreSQL (or etl run, on one machine)")
+    why = source.unshareable()
+    if why:
+        raise ConfigError(f"etl worker: {why}")
     problem = dialect.writable_problem(cfg.database_url)
     if problem:
         raise db.DatabaseError(problem)
