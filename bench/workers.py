@@ -148,16 +148,20 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["ETL_BENCH_LATENCY"] = str(args.latency)
     sys.path.insert(0, str(HERE))  # the server process imports latency_app from here
+    RESULTS.mkdir(exist_ok=True)
     config = ROOT / "config/demo-shared.toml"
     out: dict = {"machine": f"{os.cpu_count()} cores", "latency_s": args.latency, "listings": args.listings}
-    with DemoServer(SiteOptions(listings=args.listings, encoding="gbk"), port=0,
-                    extra_apps=("latency_app:app",)) as server:
-        for key, per_host, counts in (("throughput", 64, (1, 2, 3, 4)), ("capped", args.cap, (1, 2, 4))):
-            out[key] = []
-            for n in counts:
-                with Scratch(args.pg) as db:
-                    out[key].append(crawl(server.base_url, db, n, args.threads, per_host, config))
-                print(key, out[key][-1], flush=True)
+    for key, per_host, counts in (("throughput", 64, (1, 2, 3, 4)), ("capped", args.cap, (1, 2, 4))):
+        out[key] = []
+        for n in counts:
+            peak = RESULTS / "peak.txt"
+            peak.unlink(missing_ok=True)
+            os.environ["ETL_BENCH_PEAK"] = str(peak)  # a fresh server per scenario: its own peak
+            with DemoServer(SiteOptions(listings=args.listings, encoding="gbk"), port=0,
+                            extra_apps=("latency_app:app",)) as server, Scratch(args.pg) as db:
+                out[key].append(crawl(server.base_url, db, n, args.threads, per_host, config))
+            out[key][-1]["peak_in_flight"] = int(peak.read_text())
+            print(key, out[key][-1], flush=True)
     out["database"] = database_capacity(args.pg, [int(s) for s in args.sizes.split(",")])
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"workers-{time.strftime('%Y%m%d-%H%M%S')}.json"

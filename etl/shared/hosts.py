@@ -112,7 +112,7 @@ class SharedGate(HostGate):
         """One of the host's per_host slots, waiting while all are taken (at most a slot's lease: by then
         every holder has finished or died); None if the database is away or the wait ran out."""
         deadline = time.monotonic() + self.hold
-        reseed = 0.0
+        reseed = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             if host not in self.seeded or time.monotonic() >= reseed:  # the rows, once, and again if they went
                 if self._db(_SEED_SLOTS, h=host, n=self.per_host) is AWAY:
