@@ -1,0 +1,73 @@
+"""The seam between the Fetcher and an HTTP library: one GET, its status, headers and decoded body.
+
+Everything a crawl decides about a response (allowed domains, redirects, robots.txt, politeness, retries,
+size limits, the failure texts) lives in etl/fetch/fetcher.py, once, so that both engines behave alike by
+construction; an engine only moves bytes and says, in the same words, why it could not.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from etl.config.model import FetchSettings
+
+
+class TransportError(Exception):
+    """No response to judge: `error` is the failure's text, worded as the requests engine words it
+    (`ConnectionError: …`), so failure rows read the same whichever engine fetched them."""
+
+    def __init__(self, error: str, retryable: bool, too_slow: bool = False) -> None:
+        super().__init__(error)
+        self.error, self.retryable, self.too_slow = error, retryable, too_slow
+
+    @property
+    def kind(self) -> str:
+        """The exception's name the text starts with (`ConnectionError`)."""
+        return self.error.partition(":")[0]
+
+
+class Reply(Protocol):
+    """One response: header names lower-cased (repeated headers joined by ", "), the body decoded."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decoded body; raises TransportError when it cannot be read to its end in time."""
+        ...
+
+
+class Engine(Protocol):
+    def get(self, url: str, headers: dict[str, str] | None, auth: tuple[str, str] | None, limit: int,
+            whole: bool) -> AbstractContextManager[Reply]:
+        """GET `url`, no redirect followed, cookies kept per thread. `limit`: decoded bytes worth reading
+        (the engine may stop there); `whole`: the body is wanted whole, so a declared Content-Length above
+        `limit` need not be read at all. Raises TransportError."""
+        ...
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The Authorization value requests sends for (user, password): latin-1 when it can, else UTF-8."""
+    pair = f"{user}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def make_engine(name: str, settings: FetchSettings, pool_size: int) -> Engine:
+    """Imported on demand: a crawl on requests never loads pycurl (an optional dependency)."""
+    if name == "curl":
+        from etl.fetch.curl_engine import CurlEngine
+
+        return CurlEngine(settings)
+    if name == "requests":
+        from etl.fetch.requests_engine import RequestsEngine
+
+        return RequestsEngine(settings, pool_size)
+    raise ValueError(f"unknown HTTP engine {name!r}")
