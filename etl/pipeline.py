@@ -231,7 +231,7 @@ class Coordinator:
         self._start_parsers()
         if self.source.fetches:
             self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads,
-                                    self.source.credentials())
+                                    self.source.credentials(), http=self.cfg.run.http)
         try:
             while True:
                 self._loop()

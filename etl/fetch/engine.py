@@ -8,12 +8,26 @@ construction; an engine only moves bytes and says, in the same words, why it cou
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from etl.config.model import FetchSettings
+
+PROXY_ENV = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc"})
+
+
+def env_configured() -> bool:
+    """Whether the environment names a proxy or a .netrc: only then must an engine read it per request
+    (requests re-reading it costs ~20% of fetch CPU; both engines skip it alike)."""
+    return bool(PROXY_ENV.intersection(k.lower() for k in os.environ))
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle the environment names, as requests reads it (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 class TransportError(Exception):

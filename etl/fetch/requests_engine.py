@@ -4,7 +4,6 @@ a trickling server cannot otherwise be interrupted."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,16 +12,10 @@ import requests
 
 from etl.config.model import FetchSettings
 from etl.errors import one_line
-from etl.fetch.engine import TransportError
+from etl.fetch.engine import TransportError, ca_bundle, env_configured
 from etl.fetch.watchdog import Deadline, Watchdog, WatchedAdapter
 
-PROXY_ENV = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc"})
 CHUNK = 65536
-
-
-def env_configured() -> bool:
-    """Whether the environment names a proxy or a .netrc: only then must a request read it."""
-    return bool(PROXY_ENV.intersection(k.lower() for k in os.environ))
 
 
 class RequestsReply:
@@ -64,7 +57,7 @@ class RequestsEngine:
             # proxy is configured in the environment, skip that; otherwise keep requests' full behaviour.
             if not env_configured():
                 s.trust_env = False
-                bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                bundle = ca_bundle()
                 if bundle:
                     s.verify = bundle
                 # With nothing to merge from the environment, a request is the session's headers plus a
