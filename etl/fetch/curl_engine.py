@@ -34,7 +34,7 @@ BUFFER = 65536  # bytes libcurl hands the write callback at most: fewer calls in
 # curl error → (the requests exception a failure of that kind is named after, whether a retry may help).
 # requests counts every connection-level error as a ConnectionError (TLS ones included), hence retryable.
 ERRORS: dict[int, tuple[str, bool]] = {
-    1: ("InvalidSchema", False),  # unsupported protocol
+    1: ("ConnectionError", True),  # a reply that is not HTTP/1.x (HTTP/0.9); other schemes never get here
     3: ("InvalidURL", False),  # malformed URL
     5: ("ProxyError", True),  # could not resolve the proxy
     6: ("ConnectionError", True),  # could not resolve the host
@@ -188,7 +188,10 @@ class CurlEngine:
         lines = [f"{k}: {v}" for k, v in headers.items()] if headers else []
         if auth:
             lines.append("Authorization: " + basic_auth(*auth))
-        c.setopt(pycurl.HTTPHEADER, lines)
+        if lines:
+            c.setopt(pycurl.HTTPHEADER, lines)
+        else:  # setopt with an empty list keeps the previous request's headers
+            c.unsetopt(pycurl.HTTPHEADER)
         if self.from_env:
             c.setopt(pycurl.PROXY, self._proxy(target))
         t.start(limit, whole)
