@@ -1,10 +1,9 @@
 """A real HTTP server behind the part of the `responses` API the fetch tests use, so the same tests run
 on both HTTP engines: `responses` patches requests only, while libcurl needs a socket.
 
-    with LocalMock() as mock:               # mock.add / mock.get / mock.calls, as with responses
+    with mocked(http) as mock:              # responses for "requests", a LocalMock routed for "curl"
         mock.add(responses.GET, "http://demo.test/a", body=b"ok", headers={"X": "1"})
-        with mock.routing():                 # every host:port the curl engine asks for reaches this server
-            ...
+        ... Fetcher(..., http=http).fetch(...); mock.calls[0].request.headers ...
 
 A body is sent chunked unless the test gives a Content-Length (so "no declared length" stays true), a
 URL nobody registered gets no reply at all (as responses refuses the connection), and a body that is an
@@ -110,6 +109,19 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.rules: list[Rule] = []
         self.calls: list[Call] = []
+
+
+@contextmanager
+def mocked(http: str) -> Iterator[Any]:
+    """The mock a fetch test registers its responses with, for the engine `http` names."""
+    if http == "requests":
+        import responses
+
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            yield rsps
+    else:
+        with LocalMock() as local, local.routing():
+            yield local
 
 
 class LocalMock:

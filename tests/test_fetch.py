@@ -13,7 +13,7 @@ import responses
 from etl.config.model import FetchSettings
 from etl.fetch import MAX_REDIRECTS, Fetcher, FetchFailure, retry_after_seconds
 from etl.items import Page, Request
-from tests.httpmock import LocalMock
+from tests.httpmock import mocked
 
 BASE = "http://demo.test"
 UA = "etl-test/1.0 (+https://example.org/bot)"
@@ -41,12 +41,8 @@ def http(request) -> str:
 def mock(http, monkeypatch):
     """Every test that takes `mock` runs once per engine, with the same registrations and calls."""
     monkeypatch.setattr(f"{__name__}.HTTP", http)
-    if http == "requests":
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-            yield rsps
-    else:
-        with LocalMock() as local, local.routing():
-            yield local
+    with mocked(http) as m:
+        yield m
 
 
 # ---------------------------------------------------------------------------------------------- success
