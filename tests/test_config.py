@@ -473,10 +473,10 @@ def test_a_config_that_is_not_a_small_text_file_is_one_line(tmp_path, make):
     assert "\n" not in str(err.value) and str(err.value).startswith(path)
 
 
-def test_the_http_engine_is_requests_unless_set(tmp_path):
-    assert load(minimal(tmp_path)).run.http == "requests"
-    assert load(DEMO, ["run.http=curl"]).run.http == "curl"
-    assert load(DEMO, ["http=curl"]).run.http == "curl"  # a bare key: the one setting of that name
+def test_the_http_engine_is_curl_unless_set(tmp_path):
+    assert load(minimal(tmp_path)).run.http == "curl"
+    assert load(DEMO, ["run.http=requests"]).run.http == "requests"
+    assert load(DEMO, ["http=requests"]).run.http == "requests"  # a bare key: the one setting of that name
 
 
 def test_curl_without_pycurl_is_a_config_error(tmp_path, monkeypatch):

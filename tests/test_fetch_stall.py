@@ -131,7 +131,7 @@ def test_a_crawl_with_more_tricklers_than_threads_still_gets_its_good_page(tmp_p
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_every_connection_of_a_session_reports_to_the_watchdog(scheme: str) -> None:
     """The cut needs the connection: both schemes' pools must make watched connections."""
-    fetcher = Fetcher(settings(), ("example.test",))
+    fetcher = Fetcher(settings(), ("example.test",), http="requests")
     adapter = fetcher.http.session().get_adapter(f"{scheme}://example.test/")
     pool = adapter.poolmanager.connection_from_url(f"{scheme}://example.test/")
     assert pool.ConnectionCls.request.__module__ == "etl.fetch.watchdog"

@@ -175,7 +175,7 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
     if run["http"] not in HTTP_ENGINES:
         raise ck.fail("[run].http", f"unknown HTTP engine {run['http']!r} (use {' or '.join(HTTP_ENGINES)})")
     if run["http"] == "curl" and importlib.util.find_spec("pycurl") is None:
-        raise ck.fail("[run].http", "curl needs pycurl (pip install 'etl-crawl[curl]')")
+        raise ck.fail("[run].http", "curl needs pycurl (pip install pycurl), or set http = \"requests\"")
     if run["start_method"] not in ("spawn", "forkserver", "fork"):
         raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
     if run["parse_timeout"] <= 0:

@@ -108,7 +108,7 @@ class RunSettings:
     batch_size: int = 1000
     flush_seconds: float = 1.0
     engine: str = "selectolax"
-    http: str = "requests"  # the fetch stage's HTTP engine: HTTP_ENGINES
+    http: str = "curl"  # the fetch stage's HTTP engine, one of HTTP_ENGINES (README: HTTP engines)
     max_pages: int = 0
     start_method: str = "spawn"
     frontier_memory: int = 200_000

@@ -11,10 +11,7 @@ import base64
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from etl.config.model import FetchSettings
+from typing import Protocol
 
 PROXY_ENV = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc"})
 
@@ -73,15 +70,3 @@ def basic_auth(user: str, password: str) -> str:
         raw = pair.encode("utf-8")
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
-
-def make_engine(name: str, settings: FetchSettings, pool_size: int) -> Engine:
-    """Imported on demand: a crawl on requests never loads pycurl (an optional dependency)."""
-    if name == "curl":
-        from etl.fetch.curl_engine import CurlEngine
-
-        return CurlEngine(settings)
-    if name == "requests":
-        from etl.fetch.requests_engine import RequestsEngine
-
-        return RequestsEngine(settings, pool_size)
-    raise ValueError(f"unknown HTTP engine {name!r}")

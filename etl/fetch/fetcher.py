@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 from etl.config.model import FetchSettings
 from etl.errors import one_line
-from etl.fetch.engine import Reply, TransportError, make_engine
+from etl.fetch.engine import Engine, Reply, TransportError
 from etl.items import Page, Request
 from etl.robots import Robots
 from etl.urls import allowed, origin_of
@@ -74,6 +74,19 @@ def conditional_headers(request: Request) -> dict[str, str] | None:
     if isinstance(modified, str) and modified and "\n" not in modified and "\r" not in modified:
         headers["If-Modified-Since"] = modified
     return headers or None
+
+
+def make_engine(name: str, settings: FetchSettings, pool_size: int) -> Engine:
+    """Imported on demand: a fetch process loads only the HTTP library it uses."""
+    if name == "curl":
+        from etl.fetch.curl_engine import CurlEngine
+
+        return CurlEngine(settings)
+    if name == "requests":
+        from etl.fetch.requests_engine import RequestsEngine
+
+        return RequestsEngine(settings, pool_size)
+    raise ValueError(f"unknown HTTP engine {name!r}")
 
 
 class HostGate:
