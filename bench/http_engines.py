@@ -1,8 +1,8 @@
 """HTTP engines side by side: the fetch ceiling on requests and on libcurl (`[run] http`), in one run.
 
-Why: which engine the fetch stage should use is a ratio, and the shared machine drifts by 20-30% over
+Why: which engine the fetch stage should use is a ratio, and the shared machine's speed drifts over
 minutes, so the two engines run alternately (the order flips every repeat) against the same nginx-served
-demo site (list and detail pages of 40-80 KB), and each figure is the median of its repeats; the ratio is
+demo site (its real-size list and detail pages), and each figure is the median of its repeats; the ratio is
 the median of the back-to-back pairs' ratios. Both ways bench/fetch_only.py runs: the fetch stage as the
 crawl runs it (its own process, pages pickled back) and the bare Fetcher on threads (HTTP only). CPU is
 the whole fetch_only process tree's user+sys (interpreter start included), per page fetched.
