@@ -179,3 +179,13 @@ def test_a_percent_escape_in_a_host_is_not_allowed() -> None:
     """libcurl decodes it (`evil.test%2edemo.test` reaches evil.test.demo.test), urllib3 sends it as is."""
     for url in ("http://evil.test%2edemo.test/", "http://evil.test%23.demo.test/", "http://%64emo.test/"):
         assert host_port(url) is None and not allowed(url, ("demo.test",))
+
+
+def test_the_curl_engine_refuses_a_url_whose_host_moved_on_the_way_to_libcurl() -> None:
+    from etl.fetch.curl_engine import _same_place
+
+    assert _same_place("http://bücher.demo.test/x", "http://xn--bcher-kva.demo.test/x")  # requests' IDNA
+    assert _same_place("http://DEMO.test.:0080/x", "http://demo.test:80/x")
+    assert not _same_place("http://demo.test/x", "http://evil.test/x")
+    assert not _same_place("http://demo.test/x", "http://demo.test:8080/x")
+    assert not _same_place("http://demo.test/x", "http://evil.test%2edemo.test/x")
