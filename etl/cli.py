@@ -1,4 +1,4 @@
-"""Command line: `etl run [CONFIG] [--set k=v …] [--db URL]`, `etl db upgrade`, `etl demo …`, `etl stocks …`.
+"""Command line: `etl run [CONFIG] [--set k=v …] [--db URL]`, `etl worker CONFIG`, `etl db upgrade`, `etl demo …`, `etl stocks …`.
 
 Exit codes: 0 done; 1 done but some pages failed (see the failures table); 2 a config or environment
 problem (nothing was written); 3 the run failed (database or writer gone); 130 interrupted (resumable).
@@ -84,6 +84,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: run failed: {stats.failed_because or NOTHING_SUCCEEDED}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if state.status == "succeeded" else EXIT_PARTIAL
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """One of the workers of a shared run (etl/shared/): exits 0 when nothing is left for it; the worker
+    that closes the run exits as `etl run` would for the run (0, 1 partial, 3 failed)."""
+    from etl import config as config_mod
+    from etl.db import DatabaseError
+    from etl.pipeline import RunFailed
+    from etl.progress import Progress
+    from etl.shared.worker import run_worker
+
+    try:
+        cfg = config_mod.load(resolve_config(args.config), args.set or [], args.db)
+    except config_mod.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    started = time.monotonic()
+    try:
+        outcome = run_worker(cfg, Progress(enabled=not args.quiet))
+    except (DatabaseError, config_mod.ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RunFailed as exc:
+        print(f"error: worker failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    elapsed = time.monotonic() - started
+    stats, state = outcome.stats, outcome.state
+    mine = sum(stats.by_status.values())
+    if state.interrupted:
+        ending = "interrupted (its pages go to the other workers, or to the next one started)"
+    elif outcome.closed:
+        ending = f"closed the run: {outcome.run_status}"
+    else:
+        ending = f"nothing left for it; the run is {outcome.run_status}"
+    print(f"worker on run {state.run_id} of {cfg.job}: {ending} in {elapsed:,.1f}s\n"
+          f"  this worker: {mine:,} pages at {mine / elapsed if elapsed else 0:,.0f}/s\n"
+          f"{_history_line(state.history)}  database: {config_mod.mask_url(cfg.database_url)}")
+    if state.interrupted:
+        return EXIT_INTERRUPTED
+    if outcome.closed:
+        return {"succeeded": EXIT_OK, "failed": EXIT_FAILED}.get(outcome.run_status, EXIT_PARTIAL)
+    return EXIT_OK
 
 
 def _history_line(counts) -> str:
@@ -262,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "successful run (starts a new run, like --fresh)")
     run.add_argument("--quiet", action="store_true", help="no progress or info lines: warnings, errors and the summary")
     run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help="work on a job's run together with other machines (PostgreSQL)")
+    worker.add_argument("config", nargs="?", help="config file, or a bundled name (as for etl run)")
+    worker.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, as for etl run")
+    worker.add_argument("--db", help="database URL (overrides the config and ETL_DATABASE_URL)")
+    worker.add_argument("--quiet", action="store_true", help="no progress or info lines")
+    worker.set_defaults(func=cmd_worker)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     up = dbp.add_parser("upgrade", help="apply the Alembic migrations")

@@ -89,7 +89,7 @@ class Link:
     url: str
     key: int  # etl.urls.fingerprint(url)
     kind: str
-    meta: str  # JSON
+    meta: str  # JSON; facet texts by reference ("via@", the PageDone's carried)
 
 
 @dataclass(slots=True)
@@ -112,6 +112,9 @@ class PageDone:
     links: list[Link]
     state: str  # done | failed
     replaces: list[tuple] = field(default_factory=list)  # Parsed.replaces: deleted in the rows' transaction
+    # The facet texts its links refer to, once per page however many links share them: carried_key →
+    # canonical via JSON (etl/carried.py), inserted if new with the links
+    carried: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -144,6 +147,7 @@ class FailureNote:
     status: int | None
     error: str
     attempts: int
+    key: int | None = None  # the frontier key of the unit it belongs to (a shared run drops a lost unit's)
 
 
 @dataclass(slots=True)

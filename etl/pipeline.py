@@ -20,9 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.carried import Packer
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
 from etl.frontier import LocalFrontier
+from etl.frontier.leased import LeasedFrontier
 from etl.frontier.store import Lookup
 from etl.incremental import Known, validators_of
 from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
@@ -30,6 +32,8 @@ from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.plugins import load_plugin
 from etl.progress import Progress
 from etl.runs import RunState, close_run, count_failures, finish_run, open_run
+from etl.shared import Share
+from etl.shared.claims import Claims
 from etl.sources import source_for
 from etl.sources.base import Source
 from etl.urls import frontier_key
@@ -66,8 +70,9 @@ class Stats:
 
 
 class Coordinator:
-    def __init__(self, cfg: Config, state: RunState, source: Source, progress: Progress) -> None:
-        self.cfg, self.state, self.source, self.progress = cfg, state, source, progress
+    def __init__(self, cfg: Config, state: RunState, source: Source, progress: Progress,
+                 share: Share | None = None) -> None:
+        self.cfg, self.state, self.source, self.progress, self.share = cfg, state, source, progress, share
         self.domains = source.domains()
         self.ctx = mp.get_context(cfg.run.start_method)
         self.stats = Stats(pages_ok=state.pages_ok, pages_failed=state.pages_failed)
@@ -76,13 +81,21 @@ class Coordinator:
         self.fetch: FetchStage | None = None
         self.writer = WriterLink(self.ctx)
         self.lookup = Lookup(cfg.database_url, state.run_id)  # membership past the seen-set's cap
-        self.frontier = LocalFrontier(source.priority, cfg.run.frontier_memory, self._read_back,
-                                      seen_memory=cfg.run.seen_memory, max_urls=cfg.run.max_urls,
-                                      known=self.lookup.known)
+        self.frontier: LocalFrontier = (
+            LocalFrontier(source.priority, cfg.run.frontier_memory, self._read_back, seen_memory=cfg.run.seen_memory,
+                          max_urls=cfg.run.max_urls, known=self.lookup.known) if share is None else
+            LeasedFrontier(source.priority, Claims(share.url, share.run_id, share.owner, cfg.run.lease,
+                                                   source.urgent_kinds()),
+                           cfg.run.claim_batch or self._in_flight_max(), self.writer.sync))
         self.known = Known.load(cfg, source.base_url)  # what earlier runs fetched (etl/incremental.py)
         self._load_frontier()
 
     # ------------------------------------------------------------------------------- frontier
+    def _in_flight_max(self) -> int:
+        """How many units this process works on at once: what a worker claims at a time, so that it does
+        not hoard work the other workers could be doing."""
+        return self.cfg.run.fetch_threads if self.source.fetches else 2 * self.cfg.run.parse_processes
+
     def _load_frontier(self) -> None:
         """Take what the database gave (run start, resume, writer recovery)."""
         self.frontier.load(self.state.pending, self.state.seen, self.state.urls)
@@ -101,7 +114,8 @@ class Coordinator:
         run, db = self.cfg.run, self.cfg.database
         self.writer.start(WriterSettings(
             url=db.url, target=self.cfg.target, run_id=self.state.run_id, batch_size=run.batch_size,
-            flush_seconds=run.flush_seconds, retry_seconds=db.retry_seconds, rows_before=self.state.rows_before))
+            flush_seconds=run.flush_seconds, retry_seconds=db.retry_seconds, rows_before=self.state.rows_before,
+            lease_owner=self.share.owner if self.share else None))
 
     def _recover_writer(self) -> None:
         """Lost messages are not lost work: the frontier in the database still says which pages are not
@@ -128,7 +142,7 @@ class Coordinator:
         self.stats.pages_failed += 1
         key = str(status) if status and status >= 400 else stage  # a 200 cut off at max_bytes is no "200"
         self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
-        self.writer.post(FailureNote(req.url, stage, status, error, req.attempt + 1))
+        self.writer.post(FailureNote(req.url, stage, status, error, req.attempt + 1, frontier_key(req)))
         self.writer.post(PageDone(frontier_key(req), [], [], "failed"))
         self.frontier.finished(req)
 
@@ -152,21 +166,22 @@ class Coordinator:
                 self.stats.warnings.append(warning)
                 log.warning("%s", warning)
         for error in parsed.item_errors:  # the page is done; these items of it gave no row
-            self.writer.post(FailureNote(req.url, "parse", None, error, 1))
+            self.writer.post(FailureNote(req.url, "parse", None, error, 1, frontier_key(req)))
         wanted, notes = self.known.sift(parsed, status)  # unchanged listings' detail pages are not fetched
         for note in notes:
             self.writer.post(note)
-        links = [Link(link.url, frontier_key(link), link.kind, link.meta_json())
-                 for link in self.frontier.add(wanted)]
+        packer = Packer()  # the facet texts its links carry: once per page, not per link (etl/carried.py)
+        links = packer.links(self.frontier.add(wanted))
         self.stats.pages_ok += 1
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
         self.stats.rows += len(parsed.rows)
         self.stats.skipped += parsed.skipped
         self.stats.keyless += parsed.keyless
-        self._send_page(frontier_key(req), parsed.rows, links, parsed.replaces)
+        self._send_page(frontier_key(req), parsed.rows, links, parsed.replaces, packer.texts)
         self.frontier.finished(req)
 
-    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link], replaces: list[tuple]) -> None:
+    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link], replaces: list[tuple],
+                   carried: dict[int, str]) -> None:
         """A page's rows go to the writer in shares of batch_size rows, its done mark and links with the
         last: a page of 500,000 items is never one message (one page took the writer to 1.6 GB). A crash
         between shares leaves the page pending, and the redo's upserts rewrite the same rows. What the unit
@@ -175,7 +190,8 @@ class Coordinator:
         last = (len(rows) - 1) // step * step if rows else 0
         for start in range(0, last, step):
             self.writer.post(PageRows(key, rows[start:start + step], replaces if start == 0 else []))
-        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces))
+        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces,
+                                  carried))
 
     def _handle_fetches(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         try:
@@ -231,7 +247,7 @@ class Coordinator:
         self._start_parsers()
         if self.source.fetches:
             self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads,
-                                    self.source.credentials(), http=self.cfg.run.http)
+                                    self.source.credentials(), http=self.cfg.run.http, share=self.share)
         try:
             while True:
                 self._loop()
@@ -249,6 +265,7 @@ class Coordinator:
             self.pool.close()
             self.writer.close()
             self.lookup.close()
+            self.frontier.close()
 
     def _refill(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
@@ -261,6 +278,8 @@ class Coordinator:
                   limit: int | None) -> int:
         """Fetch only as fast as the parse processes keep up: the pool's room is the backpressure."""
         handover: list[Request] = []
+        for req, why in self.frontier.given_up():
+            self._failed(req, "fetch", why)
         while (len(fetching) < self.cfg.run.fetch_threads and self.pool.has_room()
                and (limit is None or started < limit)):
             req = self.frontier.next(now)
@@ -311,6 +330,7 @@ class Coordinator:
         last_check = time.monotonic()
         while True:
             now = time.monotonic()
+            self.frontier.tick(now)
             if self.frontier.needs_refill() and not self.stop_requested.is_set():
                 self._refill(fetching)
             if not self.stop_requested.is_set():

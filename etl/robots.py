@@ -57,15 +57,16 @@ def normalise(text: str, token: str) -> str:
 class Robots:
     """One origin's robots.txt as it applies to our user agent. `Robots()` allows everything (no file)."""
 
-    def __init__(self, parser: Protego | None = None) -> None:
+    def __init__(self, parser: Protego | None = None, text: str = "") -> None:
         self.parser = parser
+        self.text = text  # the file as read (a shared run keeps it for every worker: etl/shared/hosts.py)
         delay = parser.crawl_delay(SELF) if parser is not None else None
         # not in RFC 9309, but widely used: honoured as a minimum delay between requests to the host
         self.crawl_delay: float | None = min(delay, MAX_CRAWL_DELAY) if delay else None
 
     @classmethod
     def parse(cls, text: str, user_agent: str) -> Robots:
-        return cls(Protego.parse(normalise(text, product_token(user_agent))))
+        return cls(Protego.parse(normalise(text, product_token(user_agent))), text)
 
     def allows(self, url: str) -> bool:
         return True if self.parser is None else self.parser.can_fetch(url, SELF)

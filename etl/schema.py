@@ -61,9 +61,58 @@ frontier = Table(
     Column("url_key", BigInteger, primary_key=True, autoincrement=False),  # etl.urls.fingerprint(url)
     Column("url", Text, nullable=False),  # as the page wrote it; or sql:<table>:<lo> for a row range
     Column("kind", String(64), nullable=False),
-    Column("meta", Text),  # JSON: page number, raw fields carried to a detail page
+    Column("meta", Text),  # JSON: page number, raw fields carried to a detail page, "via@" (see carried)
     Column("state", String(8), nullable=False),  # pending | done | failed
+    # A worker's lease on a pending entry (etl worker: etl/shared/); NULL for a run on one machine
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("claims", Integer, nullable=False, default=0, server_default="0"),  # times a worker claimed it
     Index("ix_frontier_run_state", "run_id", "state"),
+)
+
+workers = Table(  # one row per worker of a shared run (etl worker): where it ran, its heartbeat, its share
+    "workers", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("worker", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),  # its last heartbeat
+    Column("status", String(16), nullable=False),  # running | finished | interrupted | failed
+    Column("pages_ok", Integer, nullable=False, default=0, server_default="0"),
+    Column("pages_failed", Integer, nullable=False, default=0, server_default="0"),
+    Column("rows_written", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+host_turns = Table(  # per host, when the next request of any worker may start ([fetch] delay across workers)
+    "host_turns", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("host", String(191), primary_key=True),
+    Column("next_at", DateTime(timezone=True), nullable=False),
+)
+
+host_slots = Table(  # per host, per_host slots leased by the requests in flight, across workers
+    "host_slots", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("host", String(191), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("holder", String(64)),
+    Column("until", DateTime(timezone=True)),
+)
+
+robots_txt = Table(  # each origin's robots.txt, fetched once per shared run
+    "robots_txt", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("origin", String(191), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+)
+
+carried = Table(  # facet texts carried down to the frontier rows below a facet, once per run and value set
+    "carried", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("carried_key", BigInteger, primary_key=True, autoincrement=False),  # etl.carried.carried_key(via)
+    Column("via", Text, nullable=False),  # JSON: kind → link text, what frontier metas refer to as "via@"
 )
 
 failures = Table(

@@ -2,11 +2,11 @@
 
 It drains a bounded multiprocessing.Queue and commits in batches (flush on size or on time), one
 transaction per batch. A batch holds the rows of finished pages *and* the frontier bookkeeping for those
-pages (new links discovered, pages marked done, failures, run counters), so after a crash the database never
-says a page is done without its rows, nor holds rows of a page it will fetch again without upserting
-them idempotently. The coordinator writes only before the writer starts and after it has exited, so on
-SQLite there is never a second writer waiting on the lock. What differs between databases (COPY,
-conflict clauses, transient errors) is the dialect's (etl/dialects/).
+pages (new links discovered, the facet texts they refer to, pages marked done, failures, run counters), so
+after a crash the database never says a page is done without its rows, nor holds rows of a page it will
+fetch again without upserting them idempotently. The coordinator writes only before the writer starts and
+after it has exited, so on SQLite there is never a second writer waiting on the lock. What differs between
+databases (COPY, conflict clauses, transient errors) is the dialect's (etl/dialects/).
 
 Messages (etl/items.py): PageRows, PageDone, FailureNote, Bundle of those, Sync (answered by Synced),
 Stop; the writer ends with WriterDone or WriterError on its outbox. A batch is committed as soon as the next
@@ -50,6 +50,7 @@ from etl.items import (
     WriterError,
 )
 from etl.parse.cleaners import clean_text
+from etl.shared import fence
 from etl.targets import resolve
 
 log = logging.getLogger("etl.write")
@@ -65,17 +66,25 @@ class WriterSettings:
     flush_seconds: float = 1.0
     retry_seconds: float = 60.0
     rows_before: int = 0  # rows a resumed run had already written
+    lease_owner: str | None = None  # a shared run's worker: commit only the pages it holds (etl/shared/fence.py)
 
 
 @dataclass
 class Batch:
     rows: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # natural key → row (last wins)
     links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # url_key → (url, kind, meta)
+    carried: dict[int, str] = field(default_factory=dict)  # carried_key → via JSON the links refer to
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
     replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
     unchanged: set[tuple] = field(default_factory=set)  # natural keys seen as stored (etl/incremental.py)
     urls: dict[int, UrlSeen] = field(default_factory=dict)  # url_state rows of the pages fetched
+    # a shared run only: which unit each row, link and failure came from, to drop a lost unit's whole
+    pages: set[int] = field(default_factory=set)
+    row_page: dict[tuple, int] = field(default_factory=dict)
+    link_page: dict[int, int] = field(default_factory=dict)
+    replace_page: dict[tuple, int] = field(default_factory=dict)
+    failure_page: list[int | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
@@ -159,15 +168,24 @@ class Writer:
             for inner in msg.messages:
                 self.add(batch, inner)
         elif type(msg) is PageDone or type(msg) is PageRows:
-            columns, key = self.columns, self.key
+            columns, key, fenced = self.columns, self.key, self.s.lease_owner is not None
             if msg.replaces:
                 self._replace_in_batch(batch, msg.replaces)
+            if fenced:
+                batch.pages.add(msg.key)
+                batch.replace_page.update((prefix, msg.key) for prefix in msg.replaces)
             for row in msg.rows:
                 full = {c: row.get(c) for c in columns}
-                batch.rows[tuple(full[k] for k in key)] = full
+                natural = tuple(full[k] for k in key)
+                batch.rows[natural] = full
+                if fenced:
+                    batch.row_page[natural] = msg.key
             if type(msg) is PageDone:  # a PageRows share leaves its page pending: only the last share marks it
                 for link in msg.links:
                     batch.links.setdefault(link.key, (link.url, link.kind, link.meta))
+                    if fenced:
+                        batch.link_page.setdefault(link.key, msg.key)
+                batch.carried.update(msg.carried)
                 batch.states[msg.key] = msg.state
         elif type(msg) is Unchanged:
             batch.unchanged.update(msg.keys)
@@ -177,6 +195,7 @@ class Writer:
             batch.failures.append({"run_id": self.s.run_id, "url": clean_text(msg.url), "stage": msg.stage,
                                    "status": msg.status, "error": clean_text(msg.error[:2000]),
                                    "attempts": msg.attempts, "at": dt.datetime.now(dt.UTC)})
+            batch.failure_page.append(msg.key)
 
     @staticmethod
     def _replace_in_batch(batch: Batch, replaces: list[tuple]) -> None:
@@ -207,26 +226,16 @@ class Writer:
                 and not batch.unchanged:
             return
         now = dt.datetime.now(dt.UTC)
-        rows = list(batch.rows.values())
         const = {c: v for c, v in (("first_seen", now), ("last_seen", now), ("run_id", self.s.run_id))
                  if c in self.columns}
-        for row in rows:
+        for row in batch.rows.values():
             row.update(const)  # also kept on the rows: a refused batch is retried row by row
-        # runs.pages_ok/failed move with the frontier marks, in their transaction: never behind after a kill
-        ended = {"pages_ok": 0, "pages_failed": 0}
-        for state in batch.states.values():
-            ended["pages_ok" if state == "done" else "pages_failed"] += 1
-        # A page discovered and finished within one batch is inserted as finished, and still UPDATEd: a link
-        # may already be in the table (the frontier's seen-set is capped, the database dedupes), and then the
-        # insert does nothing and only the UPDATE marks the page done (else it is fetched again and again).
-        links = [{"url_key": k, "url": u, "kind": kind, "meta": m, "state": batch.states.get(k, "pending")}
-                 for k, (u, kind, m) in batch.links.items()]
         deadline = time.monotonic() + self.s.retry_seconds
         delay = 0.5
         while True:
             try:
                 with self.engine.begin() as conn:
-                    written, refused = self._commit(conn, batch, rows, links, const, ended)
+                    written, refused = self._commit(conn, self._fenced(conn, batch), const)
                 self.rows_written = written
                 self.rows_refused = refused
                 self.batches += 1
@@ -239,16 +248,47 @@ class Writer:
                 delay = min(delay * 2, 10.0)
                 self.engine.dispose()
 
-    def _commit(self, conn, batch: Batch, rows: list[dict], links: list[dict], const: dict,
-                ended: dict[str, int]) -> tuple[int, int]:
+    def _fenced(self, conn, batch: Batch) -> Batch:
+        """A shared run's batch without the units this worker no longer holds (etl/shared/fence.py)."""
+        if self.s.lease_owner is None or not batch.pages:
+            return batch
+        lost = batch.pages - fence.held(conn, self.s.run_id, self.s.lease_owner, batch.pages)
+        if not lost:
+            return batch
+        log.warning("%d pages were taken over by another worker (this one outlived its lease): what it made "
+                    "of them is not written", len(lost))
+        kept = Batch(unchanged=batch.unchanged, urls=batch.urls, carried=batch.carried)
+        kept.replaces = {p for p in batch.replaces if batch.replace_page.get(p) not in lost}
+        kept.rows = {k: r for k, r in batch.rows.items() if batch.row_page.get(k) not in lost}
+        kept.links = {k: v for k, v in batch.links.items() if batch.link_page.get(k) not in lost}
+        kept.states = {k: v for k, v in batch.states.items() if k not in lost}
+        kept.failures = [f for f, page in zip(batch.failures, batch.failure_page, strict=True) if page not in lost]
+        kept.pages = batch.pages - lost
+        return kept
+
+    def _commit(self, conn, batch: Batch, const: dict) -> tuple[int, int]:
         """One batch's statements; returns the run's rows written and rows refused as of this commit."""
         d, f, run_id = self.dialect, schema.frontier, self.s.run_id
+        rows = list(batch.rows.values())
+        # runs.pages_ok/failed move with the frontier marks, in their transaction: never behind after a kill
+        ended = {"pages_ok": 0, "pages_failed": 0}
+        for state in batch.states.values():
+            ended["pages_ok" if state == "done" else "pages_failed"] += 1
+        # A page discovered and finished within one batch is inserted as finished, and still UPDATEd: a link
+        # may already be in the table (the frontier's seen-set is capped, the database dedupes), and then the
+        # insert does nothing and only the UPDATE marks the page done (else it is fetched again and again).
+        links = [{"url_key": k, "url": u, "kind": kind, "meta": m, "state": batch.states.get(k, "pending"),
+                  "lease_owner": None, "lease_until": None, "claims": 0}
+                 for k, (u, kind, m) in batch.links.items()]
         now = const.get("last_seen") or dt.datetime.now(dt.UTC)  # a version begins when its row was seen
         refused = self.rows_refused
         if refused is None:  # earlier sessions' and dead writers' refusals count too: the run's outcome is the run's
             fl = schema.failures
             refused = conn.execute(select(func.count()).select_from(fl)
                                    .where(fl.c.run_id == run_id, fl.c.stage == "write")).scalar() or 0
+        if batch.carried:  # what the links below refer to, in their transaction (etl/carried.py)
+            d.insert_new_rows(conn, schema.carried, ("run_id", "carried_key"),
+                              [{"carried_key": k, "via": v} for k, v in batch.carried.items()], {"run_id": run_id})
         if links:
             d.insert_new_rows(conn, f, ("run_id", "url_key"), links, {"run_id": run_id})
         failures = batch.failures
@@ -275,9 +315,14 @@ class Writer:
         if _SLOW_BATCH:  # test hook: widen the window in which a crash hits an open transaction
             time.sleep(_SLOW_BATCH)
         written = self.rows_written + len(rows)
-        values: dict[str, Any] = {"rows_written": written}
-        values.update({c: schema.runs.c[c] + n for c, n in ended.items() if n})
-        conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
+        # added, not set: the writers of a shared run's workers all count into the one row
+        values: dict[str, Any] = {c: schema.runs.c[c] + n for c, n in ended.items() if n}
+        if rows:
+            values["rows_written"] = schema.runs.c.rows_written + len(rows)
+        if values:
+            conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
+        if self.s.lease_owner is not None:
+            fence.count_worker(conn, run_id, self.s.lease_owner, ended["pages_ok"], ended["pages_failed"], len(rows))
         return written, refused
 
     def _row_by_row(self, conn, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

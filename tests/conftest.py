@@ -23,7 +23,7 @@ MYSQL_ADMIN_URL = os.environ.get("ETL_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3
 
 def _admin_engine():
     url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg2://", 1)
-    return create_engine(url, isolation_level="AUTOCOMMIT")
+    return create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a server restart
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from etl import config
 from tests.conftest import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-APPS = [name for name, svc in COMPOSE["services"].items() if svc.get("build")]
+APPS = [name for name, svc in COMPOSE["services"].items() if svc.get("build") and svc["command"][0] in ("run", "worker")]
 
 
 def _seconds(text: str) -> float:
@@ -32,7 +32,21 @@ def test_app_services_stop_gracefully_and_wait_for_their_database(name: str) -> 
     assert _seconds(svc["stop_grace_period"]) >= 120  # the flush time the README documents
     assert all(dep["condition"] == "service_healthy" for dep in svc["depends_on"].values())
     command = svc["command"]
-    assert command[0] == "run"
+    assert command[0] in ("run", "worker")
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
     cfg = config.load(ROOT / command[1], sets, svc["environment"]["ETL_DATABASE_URL"])
     assert cfg.database.connect_wait >= 30
+
+
+def test_the_worker_service_shares_one_site_and_can_be_scaled() -> None:
+    from etl.sources import source_for
+
+    svc = COMPOSE["services"]["worker"]
+    assert "container_name" not in svc and "ports" not in svc  # both would stop --scale worker=3
+    sets = [svc["command"][i + 1] for i, arg in enumerate(svc["command"]) if arg == "--set"]
+    cfg = config.load(ROOT / svc["command"][1], sets, svc["environment"]["ETL_DATABASE_URL"])
+    assert cfg.database_url.startswith("postgresql://")  # etl worker needs PostgreSQL
+    assert source_for(cfg).unshareable() is None  # no per-process demo site: the demo-site service
+    assert "demo-site:8000" in cfg.vars["base_url"] and "demo-site" in svc["depends_on"]
+    site = COMPOSE["services"]["demo-site"]
+    assert site["command"][:2] == ["demo", "serve"] and "0.0.0.0" in site["command"]

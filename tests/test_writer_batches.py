@@ -57,9 +57,9 @@ def test_a_bundle_of_pages_is_committed_in_transactions_of_at_most_batch_size(
     sizes: list[int] = []
     commit = Writer._commit
 
-    def counting(self, conn, batch, batch_rows, links, const, ended):
-        sizes.append(len(batch_rows))
-        return commit(self, conn, batch, batch_rows, links, const, ended)
+    def counting(self, conn, batch, const):
+        sizes.append(len(batch.rows))
+        return commit(self, conn, batch, const)
 
     monkeypatch.setattr(Writer, "_commit", counting)
     pages = [PageDone(i, rows(30, 30 * i), [], "done") for i in range(10)]

@@ -180,6 +180,10 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
         raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
     if run["parse_timeout"] <= 0:
         raise ck.fail("[run].parse_timeout", "must be more than 0 seconds")
+    if run["lease"] < 5:
+        raise ck.fail("[run].lease", "must be at least 5 seconds (a worker renews its leases every third of it)")
+    if run["claim_batch"] < 0:
+        raise ck.fail("[run].claim_batch", "must be 0 (as many as are worked on at once) or more")
     if run["parse_processes"] < 0:
         raise ck.fail("[run].parse_processes", "must be 0 (one per core) or more")
     for section, key in (("run", "fetch_threads"), ("run", "batch_size"), ("run", "frontier_memory"),
@@ -200,7 +204,8 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
 
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_INTERNAL = {"runs", "frontier", "failures", "stocks", "alembic_version", "stock_daily_sentiment"}
+_INTERNAL = {"runs", "frontier", "failures", "stocks", "alembic_version", "stock_daily_sentiment", "workers",
+             "host_turns", "host_slots", "robots_txt", "url_state", "sql_cursors"}
 
 
 def _target(raw: dict[str, Any], fields: dict[str, Any], ck: Checker):

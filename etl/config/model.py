@@ -115,6 +115,8 @@ class RunSettings:
     parse_timeout: float = 60.0  # seconds one page may take to parse before its process is replaced
     max_urls: int = 5_000_000  # distinct URLs a run's frontier may hold; new links past it are dropped (partial)
     seen_memory: int = 1_000_000  # fingerprints kept in memory (70-90 bytes each); past it the database dedupes
+    lease: float = 60.0  # etl worker: seconds a claim on a page lasts without a heartbeat (then others take it)
+    claim_batch: int = 0  # etl worker: units claimed at a time (0: fetch_threads, or 2 per parse process)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ class Dialect:
     bytes_per_char: ClassVar[int] = 1  # worst case, for key-length checks
     transactional_ddl: ClassVar[bool] = True  # does a failed migration roll back its CREATE/ALTER?
     errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError,)  # what a failed statement raises
+    # Can several machines share one run (etl worker)? Needs row locks with SKIP LOCKED, a server clock and
+    # session locks that can be shared (etl/shared/)
+    leases: ClassVar[bool] = False
 
     # ------------------------------------------------------------------------------------ connecting
     def driver_url(self, url: str) -> str:
@@ -114,14 +117,16 @@ class Dialect:
         return None
 
     # ------------------------------------------------------------------------------------ locks
-    def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
-        """SQL that takes (without waiting; true when taken) and frees a lock named `name` for the session."""
+    def lock_statements(self, name: str, shared: bool = False) -> tuple[str, str, dict[str, Any]]:
+        """SQL that takes (without waiting; true when taken) and frees a lock named `name` for the session.
+        `shared`: held by many sessions at once, but never together with the exclusive one (the workers of
+        a shared run against an `etl run` of the same job); only dialects with `leases` have it."""
         raise NotImplementedError
 
-    def named_lock(self, url: str, name: str) -> NamedLock:
+    def named_lock(self, url: str, name: str, shared: bool = False) -> NamedLock:
         """A lock held until released or until this process dies (etl/locks.py): a job runs once at a time,
         migrations run one at a time."""
-        take, free, params = self.lock_statements(name)
+        take, free, params = self.lock_statements(name, shared)
         return SessionLock(lambda: self.create_engine(url, pool_size=1, max_overflow=0), name, take, free, params)
 
 

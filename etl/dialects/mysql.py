@@ -186,13 +186,15 @@ class MySQLDialect(Dialect):
             return True
         return code in TRANSIENT_CODES
 
-    def named_lock(self, url: str, name: str) -> NamedLock:
+    def named_lock(self, url: str, name: str, shared: bool = False) -> NamedLock:
         """GET_LOCK names are server-wide (PostgreSQL's advisory locks are per database): the database's
         name goes into the lock's, so one job name in two databases of one server are two locks."""
-        return super().named_lock(url, f"{make_url(url).database or ''}/{name}")
+        return super().named_lock(url, f"{make_url(url).database or ''}/{name}", shared)
 
-    def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
+    def lock_statements(self, name: str, shared: bool = False) -> tuple[str, str, dict[str, Any]]:
         """GET_LOCK names are at most 64 characters: a hash of the name, prefixed so a DBA can tell whose."""
+        if shared:
+            raise NotImplementedError("GET_LOCK has no shared mode (etl worker needs PostgreSQL)")
         key = f"etl:{lock_key(name) & (2**64 - 1):016x}"
         return ("SELECT GET_LOCK(:k, 0)", "SELECT RELEASE_LOCK(:k)", {"k": key})
 

@@ -70,6 +70,7 @@ class PostgreSQLDialect(Dialect):
     max_key_bytes: ClassVar[int | None] = 2704  # a btree entry at most a third of an 8 kB page
     bytes_per_char: ClassVar[int] = 4
     errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError, DriverError)  # COPY runs on the raw cursor
+    leases: ClassVar[bool] = True  # FOR UPDATE SKIP LOCKED, now(), shared advisory locks: etl worker
 
     def driver_url(self, url: str) -> str:
         """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
@@ -89,8 +90,10 @@ class PostgreSQLDialect(Dialect):
             return code.startswith(_TRANSIENT_SQLSTATE)
         return isinstance(exc, OperationalError | _DriverOperationalError | _DriverInterfaceError)
 
-    def lock_statements(self, name: str) -> tuple[str, str, dict[str, Any]]:
-        return ("SELECT pg_try_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", {"k": lock_key(name)})
+    def lock_statements(self, name: str, shared: bool = False) -> tuple[str, str, dict[str, Any]]:
+        mode = "_shared" if shared else ""
+        return (f"SELECT pg_try_advisory_lock{mode}(:k)", f"SELECT pg_advisory_unlock{mode}(:k)",
+                {"k": lock_key(name)})
 
     def begin_read_only(self, conn) -> None:
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")

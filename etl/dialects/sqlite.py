@@ -37,8 +37,10 @@ class SQLiteDialect(Dialect):
     def insert(self, table):
         return sqlite.insert(table)
 
-    def named_lock(self, url: str, name: str) -> NamedLock:
+    def named_lock(self, url: str, name: str, shared: bool = False) -> NamedLock:
         """The database is a file on this machine: the kernel's flock, not a server session, holds the lock."""
+        if shared:
+            raise NotImplementedError("a SQLite file is one machine's: etl worker needs PostgreSQL")
         return FileLock(make_url(url).database or "", name)
 
     def writable_problem(self, url: str) -> str | None:

@@ -62,3 +62,14 @@ class Frontier(ABC):
     def finished(self, request: Request) -> None:  # noqa: B027 - optional hook
         """A unit is done or failed for good. The local frontier has nothing to forget; a leased one
         releases its lease (the writer commits the state with the page's rows)."""
+
+    def tick(self, now: float) -> None:  # noqa: B027 - optional hook
+        """Called every turn of the coordinator's loop: a leased frontier renews its leases."""
+
+    def given_up(self) -> list[tuple[Request, str]]:
+        """Units to record as failed without trying them again, and why (a leased frontier's entries that
+        every worker claiming them died on)."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """The run is over for this process: give back what it holds."""

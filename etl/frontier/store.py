@@ -1,6 +1,7 @@
 """The frontier's rows in the database: what a run (re)starts from, what a spilled frontier reads back,
 and whether a key is there at all (the seen-set's cap). Writes during a run are the writer's (with the
-page's rows, in one transaction)."""
+page's rows, in one transaction). A row's meta may refer to carried facet texts ("via@"): every Request
+read back has them resolved (etl/carried.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import db, schema
+from etl import carried, db, schema
 from etl.errors import one_line
 from etl.items import Request
 from etl.urls import fingerprint, frontier_key
@@ -48,6 +49,7 @@ def load(conn, run_id: int, pending_limit: int | None = None, seen_limit: int | 
             snap.done += 1
         else:
             snap.failed += 1
+    carried.resolve(conn, run_id, snap.pending)
     return snap
 
 
@@ -98,16 +100,20 @@ def read_pending(conn, run_id: int, limit: int, urgent_kinds: tuple[str, ...] = 
     query = select(f.c.url, f.c.kind, f.c.meta, f.c.url_key).where(f.c.run_id == run_id, f.c.state == "pending")
     if urgent_kinds:
         query = query.order_by(f.c.kind.notin_(urgent_kinds))
-    return [Request.from_frontier(url, kind, meta, key) for url, kind, meta, key in conn.execute(query.limit(limit))]
+    pending = [Request.from_frontier(url, kind, meta, key) for url, kind, meta, key in conn.execute(query.limit(limit))]
+    return carried.resolve(conn, run_id, pending)
 
 
 def add(conn, run_id: int, requests: list[Request]) -> set[int]:
     """A fresh run's first work (before the writer starts); returns their keys."""
-    rows = {}
+    rows, packer = {}, carried.Packer()
     for r in requests:
         key = frontier_key(r)
-        rows.setdefault(key, {"run_id": run_id, "url_key": key, "url": r.url, "kind": r.kind,
-                              "meta": r.meta_json(), "state": "pending"})
+        if key not in rows:
+            rows[key] = {"run_id": run_id, "url_key": key, "url": r.url, "kind": r.kind,
+                         "meta": packer.meta_json(r), "state": "pending"}
+    if packer.texts:
+        conn.execute(insert(schema.carried), [{**row, "run_id": run_id} for row in packer.rows()])
     if rows:
         conn.execute(insert(schema.frontier), list(rows.values()))
     return set(rows)

@@ -136,21 +136,22 @@ class Extractor:
               via: dict[str, str] | None = None, warnings: list[str] | None = None) -> list[Request]:
         """Requests for the links `rule` selects. With `via`, each link's text is remembered under the kind
         it leads to (district → "朝阳"), so fields can say `from = "facet:district"` further down: only for
-        kinds a field reads, and cut to MAX_CARRIED characters (every request below carries a copy)."""
+        kinds a field reads, and cut to MAX_CARRIED characters (every request below refers to it). Links
+        that carry the same values share one dict: a pickle or a frontier write of them holds it once."""
         out, seen = [], set()
         pattern = self.link_match.get(rule.match) if rule.match else None
         carry = via is not None and rule.kind in self.carried
+        above = {k: v for k, v in via.items() if k in self.carried} if via is not None else {}
+        shared: dict[str, dict[str, str]] = {}  # this link's text → the via of the links with that text
         for a in node.css(rule.css):
             url = absolute(base, a.attr(rule.attr))
             if url and url not in seen and allowed(url, self.domains) and (pattern is None or pattern.search(url)):
                 seen.add(url)
-                extra = {}
-                if via is not None:
-                    below = {k: v for k, v in via.items() if k in self.carried}
-                    if carry:
-                        below[rule.kind] = self._carried(rule.kind, a.text(), warnings)
-                    extra = {"via": below} if below else {}
-                out.append(Request(url, rule.kind, {**(meta or {}), **extra}))
+                below = above
+                if carry:
+                    text = self._carried(rule.kind, a.text(), warnings)
+                    below = shared.setdefault(text, {**above, rule.kind: text})
+                out.append(Request(url, rule.kind, {**(meta or {}), **({"via": below} if below else {})}))
         return out
 
     @staticmethod
@@ -226,14 +227,14 @@ class Extractor:
                 result.warnings.append(f"{page.url}: {count} results exceed the cap of {self.cfg.cap} and no narrower "
                                        "facet was found; the list may be incomplete")
         if rule.paginate:
-            result.links += self._pages(page, root, kind, number, result.warnings)
+            result.links += self._pages(page, root, kind, number, result.warnings, via)
         if rule.items or rule.paginate:
-            self._items(page, root, result)
+            self._items(page, root, result, via)
 
-    def _pages(self, page: Page, root: Node, kind: str, number: int, warnings: list[str]) -> list[Request]:
+    def _pages(self, page: Page, root: Node, kind: str, number: int, warnings: list[str],
+               via: dict[str, str]) -> list[Request]:
         pg = self.cfg.pagination
         out: list[Request] = []
-        via = self._via(page.request.meta)
         carry = {"via": via} if via else {}
         truncated = False
         if pg.total_pages and number == 1:
@@ -269,7 +270,7 @@ class Extractor:
                             "with facets)")
         return out
 
-    def _items(self, page: Page, root: Node, result: Parsed) -> None:
+    def _items(self, page: Page, root: Node, result: Parsed, via: dict[str, str]) -> None:
         items = self.cfg.items
         skip = {n.key() for n in root.css(items.skip)} if items.skip else set()
         # fields of the list page itself and of the facets that led here: once per page, for every item
@@ -287,11 +288,12 @@ class Extractor:
             try:
                 key = self.raw(items.key, node) if items.key.source == "item" else None
                 key = key.strip() if key else None
-                self._item(page, node, key, page_raw, facets, result)
+                self._item(page, node, key, page_raw, facets, via, result)
             except FieldError as exc:  # this item gives no row; the page's other items still do
                 result.item_errors.append(f"item {key or '(no key)'}: {exc}")
 
-    def _item(self, page: Page, node: Node, key: str | None, page_raw: dict, facets: dict, result: Parsed) -> None:
+    def _item(self, page: Page, node: Node, key: str | None, page_raw: dict, facets: dict, via: dict[str, str],
+              result: Parsed) -> None:
         items = self.cfg.items
         if not key and items.key.source == "item":
             result.keyless += 1  # no natural key: not a row we can store
@@ -300,9 +302,8 @@ class Extractor:
         raw = {f.name: self.raw(f, node, cache, page.url) for f in self.item_fields}
         if items.detail:
             meta = {"key": key, "raw": {**raw, **page_raw}}
-            via = self._via(page.request.meta)
             if via:
-                meta["via"] = via
+                meta["via"] = via  # the page's one dict, shared by every item's detail link
             # what the stored row was built from: a re-run skips the detail page while this is unchanged
             meta["list_hash"] = item_hash(self.shape, meta["raw"], via)
             links = self.links(items.detail, node, page.url, meta)

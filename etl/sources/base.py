@@ -79,6 +79,11 @@ class Source(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """After the run: stop what prepare started."""
 
+    def unshareable(self) -> str | None:
+        """Why several machines cannot share this source's run (etl worker), or None: e.g. something
+        `prepare` starts for this process alone, which the other workers cannot reach."""
+        return None
+
     def domains(self) -> tuple[str, ...]:
         """Hosts the fetch stage may touch (none for kinds that do not fetch)."""
         return ()

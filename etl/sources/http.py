@@ -101,6 +101,13 @@ class HttpSource(Source):
         if self.server is not None:
             self.server.stop()
 
+    def unshareable(self) -> str | None:
+        if self.cfg.demo is None:
+            return None
+        return ("[source] demo serves the bundled site to this process alone, on a port of its own; for etl "
+                "worker serve it once (etl demo serve --host ADDRESS) and give its address as source.base_url "
+                "(config/demo-shared.toml)")
+
     def domains(self) -> tuple[str, ...]:
         """The configured allowed domains, else each start URL's host and port (etl/urls.py)."""
         return self.cfg.allowed_domains or tuple(sorted(

@@ -1,0 +1,223 @@
+"""`etl worker`: join the job's open run (or open it), work until nothing is left, and close the run if
+this worker is the last one.
+
+Exclusivity is by the job's lock: workers hold it shared (any number of them, on any machine), `etl run`
+holds it exclusively, so a run on one machine and a shared run of the same job never overlap. Joining is
+serialised by a second lock (the job's start lock) so two workers starting in the same second agree on
+one run: the first opens (or resumes) it, the others find it running with a live worker and join it.
+A run whose workers all died is resumed like any run: its dead leases are dropped at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl import db, schema, targets
+from etl.config.model import Config, ConfigError
+from etl.dialects import dialect_for
+from etl.dialects.base import mask_url
+from etl.errors import one_line
+from etl.locks import NamedLock
+from etl.progress import Progress
+from etl.runs import RunState, _load_stocks, _resume_or_create, count_failures, finish_run
+from etl.shared import Share
+from etl.sources import source_for
+from etl.sources.base import Source
+
+log = logging.getLogger("etl.shared")
+
+START_WAIT = 120.0  # seconds a worker waits for others to finish joining or closing
+
+
+@dataclass
+class WorkerOutcome:
+    state: RunState
+    stats: object  # etl.pipeline.Stats of this worker
+    closed: bool  # this worker closed the run (it was the last)
+    run_status: str  # the run's status as this worker left it ("running" while others go on)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _lock(cfg: Config, name: str, shared: bool = False) -> NamedLock:
+    return dialect_for(cfg.database_url).named_lock(cfg.database_url, name, shared)
+
+
+@contextmanager
+def _start_lock(cfg: Config) -> Iterator[None]:
+    """Held while a worker joins or closes the run: one at a time, so they agree on which run it is."""
+    lock = _lock(cfg, f"etl:start:{cfg.job}")
+    try:
+        if not lock.acquire(START_WAIT):
+            raise db.DatabaseError(f"job {cfg.job!r}: another worker has been joining or closing the run for "
+                                   f"{START_WAIT:.0f} s; try again")
+        yield
+    finally:
+        lock.release()
+
+
+def join(cfg: Config, source: Source, owner: str) -> RunState:
+    """Take the job's lock shared, then under the start lock join the open run or open one."""
+    dialect = dialect_for(cfg.database_url)
+    if not dialect.leases:
+        raise ConfigError(f"etl worker shares a run through the database, which {dialect.name} cannot do: use "
+                          "PostgreSQL (or etl run, on one machine)")
+    why = source.unshareable()
+    if why:
+        raise ConfigError(f"etl worker: {why}")
+    problem = dialect.writable_problem(cfg.database_url)
+    if problem:
+        raise db.DatabaseError(problem)
+    db.upgrade(cfg.database_url, cfg.database.connect_wait)
+    job_lock = _lock(cfg, f"etl:job:{cfg.job}", shared=True)
+    try:
+        if not job_lock.acquire():
+            raise db.DatabaseError(f"job {cfg.job!r} is running on one machine (etl run) in "
+                                   f"{mask_url(cfg.database_url)}; wait for it or stop it first")
+        with _start_lock(cfg):
+            source.prepare()
+            engine = db.make_engine(cfg.database_url)
+            try:
+                targets.ensure(engine, cfg.target)
+                state = _join_or_open(cfg, engine, source, owner)
+                if cfg.transform.type == "stock_mentions":
+                    _load_stocks(engine, cfg.database_url)
+            except targets.TargetError as exc:
+                raise db.DatabaseError(str(exc)) from None
+            finally:
+                engine.dispose()
+    except BaseException:
+        job_lock.release()
+        raise
+    state.lock = job_lock
+    return state
+
+
+def _live_workers(conn, run_id: int, lease: float) -> int:
+    w = schema.workers
+    return conn.execute(select(func.count()).select_from(w).where(
+        w.c.run_id == run_id, w.c.status == "running",
+        w.c.seen_at > func.now() - dt.timedelta(seconds=lease))).scalar() or 0
+
+
+def _join_or_open(cfg: Config, engine, source: Source, owner: str) -> RunState:
+    runs = schema.runs
+    with engine.begin() as conn:
+        row = conn.execute(select(runs.c.id, runs.c.config_digest, runs.c.rows_written)
+                           .where(runs.c.job == cfg.job, runs.c.status == "running")
+                           .order_by(runs.c.id.desc()).limit(1)).first()
+        live = _live_workers(conn, row.id, cfg.run.lease) if row is not None else 0
+        if live and row.config_digest != cfg.digest:
+            raise ConfigError(f"run {row.id} of job {cfg.job!r} is being worked on by {live} worker(s) with another "
+                              "config; start this worker with the same config, or wait for them")
+        if live:
+            state = RunState(run_id=row.id, resumed=True, rows_before=row.rows_written)
+            log.info("joining run %d of %s (%d worker(s) on it)", row.id, cfg.job, live)
+    if not live:  # a new run, or one whose workers are all gone: resumed as etl run would
+        state = _resume_or_create(cfg, engine, False, source)
+        state.pending, state.seen = [], set()  # the database is the queue
+        with engine.begin() as conn:
+            f = schema.frontier
+            conn.execute(update(f).where(f.c.run_id == state.run_id, f.c.lease_owner.is_not(None))
+                         .values(lease_owner=None, lease_until=None))  # dead workers' leases
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(schema.workers).values(run_id=state.run_id, worker=owner, host=socket.gethostname()[:255],
+                                                   pid=os.getpid(), started_at=now, seen_at=func.now(),
+                                                   status="running", pages_ok=0, pages_failed=0, rows_written=0))
+    return state
+
+
+def _set_worker(cfg: Config, state: RunState, owner: str, status: str) -> None:
+    w = schema.workers
+    engine = db.make_engine(cfg.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(w).where(w.c.run_id == state.run_id, w.c.worker == owner)
+                         .values(status=status, seen_at=func.now()))
+    except SQLAlchemyError as exc:
+        log.error("could not record this worker's end (%s)", one_line(exc, 300))
+    finally:
+        engine.dispose()
+
+
+def close_if_last(cfg: Config, state: RunState, stats) -> tuple[bool, str]:
+    """Under the start lock: if nothing of the run is pending, record its end (once: the first worker to
+    find it so). Returns (closed by this worker, the run's status)."""
+    from etl.pipeline import NOTHING_SUCCEEDED
+
+    f, runs = schema.frontier, schema.runs
+    with _start_lock(cfg):
+        engine = db.make_engine(cfg.database_url)
+        try:
+            with engine.connect() as conn:
+                status = conn.execute(select(runs.c.status).where(runs.c.id == state.run_id)).scalar()
+                by_state = dict(conn.execute(select(f.c.state, func.count()).where(f.c.run_id == state.run_id)
+                                             .group_by(f.c.state)).all())
+        finally:
+            engine.dispose()
+        if status != "running" or by_state.get("pending"):
+            return False, status or "running"
+        stats.failures = count_failures(cfg, state.run_id)
+        ok, failed = by_state.get("done", 0), by_state.get("failed", 0)
+        message = None
+        if ok == 0 and failed:
+            run_status, message = "failed", NOTHING_SUCCEEDED
+        else:
+            run_status = "succeeded" if failed == 0 and stats.failures == 0 and not stats.cut_short else "partial"
+            message = stats.cut_short
+        finish_run(cfg, state, run_status, stats, message)
+        return True, run_status
+
+
+def run_worker(cfg: Config, progress: Progress | None = None) -> WorkerOutcome:
+    """One worker's life in a shared run. Raises what run_job raises (DatabaseError, ConfigError, RunFailed)."""
+    from etl.pipeline import Coordinator
+    from etl.plugins import load_plugin
+
+    progress = progress or Progress()
+    if cfg.transform.type == "plugin":
+        load_plugin(cfg.transform.plugin)
+    source = source_for(cfg)
+    owner = worker_name()
+    try:
+        state = join(cfg, source, owner)
+    except BaseException:
+        source.close()
+        raise
+    coordinator = Coordinator(cfg, state, source, progress, Share(cfg.database_url, state.run_id, owner))
+    previous = coordinator.install_signal_handlers() if threading.current_thread() is threading.main_thread() else {}
+    status, closed, run_status = "failed", False, "running"
+    try:
+        stats = coordinator.run()
+        if coordinator.stop_requested.is_set():
+            status, state.interrupted = "interrupted", True
+        else:
+            status = "finished"
+            closed, run_status = close_if_last(cfg, state, stats)
+        state.status = run_status
+        return WorkerOutcome(state, stats, closed, run_status)
+    finally:
+        progress.close()
+        _set_worker(cfg, state, owner, status)
+        if state.lock is not None:
+            state.lock.release()
+            state.lock = None
+        source.close()
+        import signal
+
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
