@@ -11,7 +11,9 @@ Two ways to run it:
                      `--threads`, as the coordinator keeps it; bench/run.py keeps it saturated with a
                      huge window); this process takes the pages and drops them
 
-    python bench/fetch_only.py BASE_URL URLS_FILE [--threads 16] [--stage]   # prints one JSON line
+    python bench/fetch_only.py BASE_URL URLS_FILE [--threads 16] [--stage] [--http curl]   # one JSON line
+
+`--http` picks the HTTP engine (`[run] http`: requests or curl); bench/http_engines.py runs both.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ import multiprocessing as mp
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from etl.config.model import FetchSettings
+from etl.config.model import FetchSettings, RunSettings
 from etl.fetch import Fetcher, FetchStage
 from etl.items import Fetched, Page, Request
 from etl.urls import origin_domain
 
 
-def threads(settings: FetchSettings, domains: tuple[str, ...], requests: list[Request], n: int) -> tuple[int, int]:
-    fetcher = Fetcher(settings, domains, pool_size=n)
+def threads(settings: FetchSettings, domains: tuple[str, ...], requests: list[Request], n: int,
+            http: str = "requests") -> tuple[int, int]:
+    fetcher = Fetcher(settings, domains, pool_size=n, http=http)
     ok = nbytes = 0
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fetch") as pool:
         for result in pool.map(fetcher.fetch, requests):
@@ -41,8 +44,8 @@ def threads(settings: FetchSettings, domains: tuple[str, ...], requests: list[Re
 
 
 def stage(settings: FetchSettings, domains: tuple[str, ...], requests: list[Request], n: int,
-          window: int) -> tuple[int, int]:
-    fetch = FetchStage(mp.get_context("spawn"), settings, domains, n)
+          window: int, http: str = "requests") -> tuple[int, int]:
+    fetch = FetchStage(mp.get_context("spawn"), settings, domains, n, http=http)
     ok = nbytes = inflight = 0
     todo = iter(requests)
     try:
@@ -71,6 +74,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--stage", action="store_true", help="through FetchStage (its own process), as the crawl")
     ap.add_argument("--window", type=int, default=0, help="--stage: requests in flight (default: --threads)")
+    ap.add_argument("--http", default=RunSettings.http, choices=["requests", "curl"],
+                    help="the HTTP engine (default: the crawl's, [run] http)")
     args = ap.parse_args()
     paths = open(args.urls_file).read().split()
     base = args.base_url.rstrip("/")
@@ -80,11 +85,11 @@ def main() -> None:
     requests = [Request(base + p, "detail" if p.endswith(".html") else "list") for p in paths]
     t0 = time.perf_counter()
     if args.stage:
-        ok, nbytes = stage(settings, domains, requests, args.threads, args.window or args.threads)
+        ok, nbytes = stage(settings, domains, requests, args.threads, args.window or args.threads, args.http)
     else:
-        ok, nbytes = threads(settings, domains, requests, args.threads)
+        ok, nbytes = threads(settings, domains, requests, args.threads, args.http)
     wall = time.perf_counter() - t0
-    print(json.dumps({"pages": len(requests), "ok": ok, "bytes": nbytes, "seconds": wall}))
+    print(json.dumps({"pages": len(requests), "ok": ok, "bytes": nbytes, "seconds": wall, "http": args.http}))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))  # `bench` as a namespace package (bench/site.py m
 
 from bench import site as bsite  # noqa: E402
 from bench.common import PY, Metered, metered, parallel_efficiency, pg_scalar, scratch_db  # noqa: E402
+from etl.config.model import RunSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ETL = [PY, "-m", "etl.cli"]
@@ -109,15 +110,17 @@ def scrapy_crawl(base_url: str, expect_rows: int) -> dict[str, Any]:
     return _fields(m, pages, rows, rows_ok=rows == expect_rows, stats=stats)
 
 
-def fetch_ceiling(base_url: str, paths: list[str], stage: bool) -> dict[str, Any]:
+def fetch_ceiling(base_url: str, paths: list[str], stage: bool, http: str = RunSettings.http) -> dict[str, Any]:
     """bench/fetch_only.py: the fetch stage's process as the crawl runs it (`stage`, kept saturated), or the
-    Fetcher alone on threads in one process (HTTP only, no handoff)."""
+    Fetcher alone on threads in one process (HTTP only, no handoff), on the HTTP engine `http`."""
     urls = write_lines(paths)
-    m = metered([PY, "bench/fetch_only.py", base_url, urls, *(["--stage", "--window", "1000000"] if stage else [])])
+    m = metered([PY, "bench/fetch_only.py", base_url, urls, "--http", http,
+                 *(["--stage", "--window", "1000000"] if stage else [])])
     os.unlink(urls)
     out = json.loads(m.stdout.strip().splitlines()[-1])
-    return _fields(m, out["ok"], 0, seconds_inner=round(out["seconds"], 2),
-                   pages_s_inner=round(out["ok"] / out["seconds"], 1))
+    return _fields(m, out["ok"], 0, seconds_inner=round(out["seconds"], 2), http=http,
+                   pages_s_inner=round(out["ok"] / out["seconds"], 1),
+                   cpu_ms_page=round(1000 * m.cpu / out["ok"], 3) if out["ok"] else None)
 
 
 def naive(base_url: str, tree: bsite.SiteTree, sample: int) -> dict[str, Any]:
@@ -321,6 +324,8 @@ def main() -> None:
     ap.add_argument("--bs4", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--wrk-seconds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=3, help="fetch ceiling and etl crawl, alternately, N times each")
+    ap.add_argument("--http", default=RunSettings.http, choices=["requests", "curl"],
+                    help="the HTTP engine of the fetch ceilings and etl crawls (bench/http_engines.py compares them)")
     ap.add_argument("--rescore", type=Path, help="recompute ratios, checks and table of a stored result file")
     args = ap.parse_args()
     if args.rescore:
@@ -340,7 +345,8 @@ def main() -> None:
     started = time.perf_counter()
     r: dict[str, Any] = {"when": dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
                          "cpus": os.cpu_count(), "python": platform.python_version(),
-                         "listings": args.listings, "encoding": args.encoding, "git": git_state()}
+                         "listings": args.listings, "encoding": args.encoding, "http": args.http,
+                         "git": git_state()}
     log("cores: a CPU-bound loop alone vs two side by side")
     r["cores"] = parallel_efficiency()
     log(f"building the static site ({args.listings:,} listings, {args.encoding})")
@@ -359,11 +365,11 @@ def main() -> None:
         # alternately, `--repeat` times each, and compared by their medians (every pair is kept too).
         for i in range(args.repeat):
             log(f"fetch ceiling: fetch stage ({i + 1}/{args.repeat})")
-            fetches.append(fetch_ceiling(srv.base_url, tree.all_paths, stage=True))
+            fetches.append(fetch_ceiling(srv.base_url, tree.all_paths, stage=True, http=args.http))
             log(f"fetch ceiling: Fetcher threads, HTTP only ({i + 1}/{args.repeat})")
-            raw.append(fetch_ceiling(srv.base_url, tree.all_paths, stage=False))
+            raw.append(fetch_ceiling(srv.base_url, tree.all_paths, stage=False, http=args.http))
             log(f"etl crawl (selectolax) ({i + 1}/{args.repeat})")
-            crawls.append(etl_crawl(srv.base_url, args.listings))
+            crawls.append(etl_crawl(srv.base_url, args.listings, extra=["--set", f"run.http={args.http}"]))
         r["fetch"], r["fetch_http"], r["etl"] = median_run(fetches), median_run(raw), median_run(crawls)
         r["pairs"] = [{"fetch_pages_s": f["pages_s"], "http_pages_s": h["pages_s"], "etl_pages_s": e["pages_s"],
                        "ratio": _ratio(e["pages_s"], f["pages_s"]), "ratio_http": _ratio(e["pages_s"], h["pages_s"])}
@@ -372,7 +378,8 @@ def main() -> None:
         r["scrapy"] = scrapy_crawl(srv.base_url, args.listings)
         if args.bs4:
             log("etl crawl (bs4)")
-            r["etl_bs4"] = etl_crawl(srv.base_url, args.listings, engine="bs4")
+            r["etl_bs4"] = etl_crawl(srv.base_url, args.listings, engine="bs4",
+                                     extra=["--set", f"run.http={args.http}"])
         log(f"naive ({args.naive_listings:,} listings sample)")
         r["naive"] = naive(srv.base_url, tree, args.naive_listings)
     log(f"writer ({args.writer_rows:,} rows)")

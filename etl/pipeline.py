@@ -247,7 +247,7 @@ class Coordinator:
         self._start_parsers()
         if self.source.fetches:
             self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads,
-                                    self.source.credentials(), self.share)
+                                    self.source.credentials(), http=self.cfg.run.http, share=self.share)
         try:
             while True:
                 self._loop()

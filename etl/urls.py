@@ -25,7 +25,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 def host_port(url: str) -> tuple[str, int] | None:
     """The host and port an HTTP client connects to for `url`, or None when there is none or when URL
     parsers disagree about it: urllib3 ends the host at a backslash (`http://a\\@b/` connects to `a`),
-    urllib.parse after the last `@`, so an authority holding a backslash or whitespace is refused."""
+    urllib.parse after the last `@`, so an authority holding a backslash or whitespace is refused, and so
+    is a host holding a percent-escape (libcurl decodes it, urllib3 sends it as it is)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -35,6 +36,8 @@ def host_port(url: str) -> tuple[str, int] | None:
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
     if "\\" in parts.netloc or any(c.isspace() or ord(c) < 32 for c in parts.netloc):
+        return None
+    if "%" in parts.hostname:  # libcurl decodes %2e / %23 in a host, urllib3 does not, http.client asserts
         return None
     return parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
 

@@ -116,6 +116,8 @@ def test_field_shorthand_string_is_a_css_selector(tmp_path):
     ('\n[run]\nfetch_threads = 0\n', None, ["fetch_threads", "at least 1"]),
     ('\n[run]\nengine = "lxml"\n', None, ["[run].engine", "lxml"]),
     ('\n[run]\nstart_method = "thread"\n', None, ["[run].start_method"]),
+    ('\n[run]\nhttp = "httpx"\n', None, ["[run].http", "httpx", "requests or curl"]),
+    ('\n[run]\nhttp = 1\n', None, ["[run].http", "expected str"]),
     ('\n[politeness]\nrobots = "yes"\n', None, ["[politeness]", "robots"]),
     ('\n[politeness]\nmax_bytes = 0\n', None, ["max_bytes"]),
     ('rooms = { css = "div.info", regex = "(\\\\d+室" }\n', None, ["[fields.rooms]", "regex"]),   # bad regex
@@ -381,7 +383,7 @@ def test_digest_changes_with_meaning(override):
     assert load(DEMO, [override]).digest != load(DEMO).digest
 
 
-@pytest.mark.parametrize("override", ["run.fetch_threads=8", "run.engine=bs4", "run.parse_processes=1",
+@pytest.mark.parametrize("override", ["run.fetch_threads=8", "run.engine=bs4", "run.parse_processes=1", "run.http=curl",
                                       "politeness.retries=2", "politeness.delay=0.01", "run.max_pages=5"])
 def test_digest_ignores_how_fast_and_politely_pages_are_fetched(override):
     # resuming an interrupted run with more threads or a longer timeout must not start it over
@@ -393,6 +395,7 @@ def test_digest_ignores_how_fast_and_politely_pages_are_fetched(override):
 
 @pytest.mark.parametrize("bad", [
     '\n[run]\nfetch_threads = "many"\n',
+    '\n[run]\nhttp = "wget"\n',
     '\n[bogus]\nx = 1\n',
     'broken = { css = "a[" }\n',
 ])
@@ -468,3 +471,18 @@ def test_a_config_that_is_not_a_small_text_file_is_one_line(tmp_path, make):
     with pytest.raises(ConfigError) as err:
         load(path)
     assert "\n" not in str(err.value) and str(err.value).startswith(path)
+
+
+def test_the_http_engine_is_curl_unless_set(tmp_path):
+    assert load(minimal(tmp_path)).run.http == "curl"
+    assert load(DEMO, ["run.http=requests"]).run.http == "requests"
+    assert load(DEMO, ["http=requests"]).run.http == "requests"  # a bare key: the one setting of that name
+
+
+def test_curl_without_pycurl_is_a_config_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycurl" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"\[run\]\.http: curl needs pycurl"):
+        load(DEMO, ["run.http=curl"])

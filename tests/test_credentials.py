@@ -52,16 +52,19 @@ class _NeedsAuth(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_fetcher_sends_the_start_urls_credentials_to_their_origin_only() -> None:
+@pytest.mark.parametrize("http", ["requests", "curl"])
+def test_the_fetcher_sends_the_start_urls_credentials_to_their_origin_only(http: str) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _NeedsAuth)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     try:
         origin = f"http://127.0.0.1:{port}"
-        with_auth = Fetcher(FetchSettings(), (f"127.0.0.1:{port}",), credentials={f"{origin}": ("user", "s3cret")})
+        with_auth = Fetcher(FetchSettings(), (f"127.0.0.1:{port}",), credentials={f"{origin}": ("user", "s3cret")},
+                            http=http)
         page = with_auth.fetch(Request(f"{origin}/x", "city", {}))
         assert isinstance(page, Page) and page.status == 200, page
-        other = Fetcher(FetchSettings(), (f"127.0.0.1:{port}",), credentials={"http://127.0.0.1:1": ("user", "s3cret")})
+        other = Fetcher(FetchSettings(), (f"127.0.0.1:{port}",), credentials={"http://127.0.0.1:1": ("user", "s3cret")},
+                        http=http)
         assert not isinstance(other.fetch(Request(f"{origin}/x", "city", {})), Page)  # 401: not sent elsewhere
     finally:
         server.shutdown()

@@ -1,4 +1,5 @@
-"""The fetch stage (etl/fetch.py) against `responses` mocks: no sockets are opened."""
+"""The Fetcher (etl/fetch/fetcher.py) on both HTTP engines: requests against `responses` mocks (no
+sockets), libcurl against the same mocks served for real on 127.0.0.1 (tests/httpmock.py)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,36 @@ import responses
 from etl.config.model import FetchSettings
 from etl.fetch import MAX_REDIRECTS, Fetcher, FetchFailure, retry_after_seconds
 from etl.items import Page, Request
+from tests.httpmock import mocked
 
 BASE = "http://demo.test"
 UA = "etl-test/1.0 (+https://example.org/bot)"
 ROBOTS = "User-agent: *\nDisallow: /private/\nDisallow: /*/private/\n"
 
 
+HTTP = "requests"  # the engine fetcher() builds; the `mock` fixture sets it for the test it serves
+
+
 def fetcher(robots: bool = False, max_bytes: int = 1_000_000, domains=("demo.test",)) -> Fetcher:
     return Fetcher(FetchSettings(user_agent=UA, per_host=4, delay=0.0, connect_timeout=1.0, read_timeout=1.0,
-                                 max_bytes=max_bytes, robots=robots), domains)
+                                 max_bytes=max_bytes, robots=robots), domains, http=HTTP)
 
 
 def get(url: str, **kw) -> Page | FetchFailure:
     return fetcher(**kw).fetch(Request(url, "city", {"page": 1}))
 
 
+@pytest.fixture(params=["requests", "curl"])
+def http(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def mock():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
+def mock(http, monkeypatch):
+    """Every test that takes `mock` runs once per engine, with the same registrations and calls."""
+    monkeypatch.setattr(f"{__name__}.HTTP", http)
+    with mocked(http) as m:
+        yield m
 
 
 # ---------------------------------------------------------------------------------------------- success
@@ -281,9 +293,11 @@ def test_timeout_is_retryable(mock):
     assert isinstance(result, FetchFailure) and result.retryable
 
 
-def test_other_request_errors_are_not_retryable(mock):
-    mock.add(responses.GET, f"{BASE}/bad", body=requests.exceptions.InvalidHeader("bad header\nsecond line"))
-    result = get(f"{BASE}/bad")
+def test_other_request_errors_are_not_retryable():
+    """requests' own exception: libcurl has no such error (tests/test_fetch_wire.py maps curl's)."""
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, f"{BASE}/bad", body=requests.exceptions.InvalidHeader("bad header\nsecond line"))
+        result = get(f"{BASE}/bad")
     assert isinstance(result, FetchFailure) and not result.retryable
     assert "\n" not in result.error
 
@@ -354,12 +368,12 @@ def test_robots_rfc9309_matching_rules():
     assert mine.allows("http://h/y") and not mine.allows("http://h/x")  # our own group beats *
 
 
-def test_robots_5xx_is_a_retryable_failure_not_an_allow():
-    with responses.RequestsMock() as rsps:
-        rsps.get(f"{BASE}/robots.txt", status=503)
-        f = Fetcher(FetchSettings(user_agent="etl-test", per_host=4, delay=0.0, connect_timeout=1,
-                                  read_timeout=1, max_bytes=10_000, robots=True), ("demo.test",))
-        result = f.fetch(Request(f"{BASE}/page", "x"))
+def test_robots_5xx_is_a_retryable_failure_not_an_allow(mock, http):
+    mock.get(f"{BASE}/robots.txt", status=503)
+    f = Fetcher(FetchSettings(user_agent="etl-test", per_host=4, delay=0.0, connect_timeout=1,
+                              read_timeout=1, max_bytes=10_000, robots=True), ("demo.test",), http=http)
+    result = f.fetch(Request(f"{BASE}/page", "x"))
+    assert [c.request.url for c in mock.calls] == [f"{BASE}/robots.txt"]
     assert isinstance(result, FetchFailure) and result.retryable and "robots.txt" in result.error
 
 

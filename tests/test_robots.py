@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
-import responses
 
 from etl.config.model import FetchSettings
 from etl.fetch import Fetcher, FetchFailure
 from etl.items import Page, Request
 from etl.robots import Robots
+from tests.httpmock import mocked
 
 UA = "etl-crawl/0.1 (+https://github.com/etl-crawl/etl-crawl)"
 
@@ -99,12 +99,13 @@ def test_a_utf8_byte_order_mark_does_not_hide_the_first_line() -> None:
     assert not allows("\ufeffUser-agent: etl-crawl\nDisallow: /x\n\nUser-agent: *\nDisallow:\n", "/x")
 
 
-def test_a_byte_order_mark_on_the_wire_is_stripped() -> None:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+@pytest.mark.parametrize("http", ["requests", "curl"])
+def test_a_byte_order_mark_on_the_wire_is_stripped(http: str) -> None:
+    with mocked(http) as rsps:
         rsps.get("http://h.test/robots.txt", body="\ufeffUser-agent: *\nDisallow: /x\n".encode())
         rsps.get("http://h.test/x", body=b"secret")
         rsps.get("http://h.test/y", body=b"ok")
-        f = Fetcher(FetchSettings(user_agent=UA, delay=0.0, robots=True), ("h.test",))
+        f = Fetcher(FetchSettings(user_agent=UA, delay=0.0, robots=True), ("h.test",), http=http)
         blocked = f.fetch(Request("http://h.test/x", "page"))
         assert isinstance(blocked, FetchFailure) and "robots" in blocked.error
         assert isinstance(f.fetch(Request("http://h.test/y", "page")), Page)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import responses
 
 from etl.config.model import FetchSettings
 from etl.fetch import Fetcher, FetchFailure
 from etl.items import Request
 from etl.urls import absolute, allowed, host_port, origin_domain
+from tests.httpmock import mocked
 
 
 @pytest.mark.parametrize("url", [
@@ -46,10 +46,14 @@ def test_a_backslash_in_a_link_is_read_as_a_browser_reads_it() -> None:
     assert absolute("http://a.test/x/", "..\\y") == "http://a.test/y"
 
 
-@pytest.mark.parametrize("location", ["http://localhost:19101\\@demo.test/good", "http://demo.test:5432/"])
-def test_a_redirect_that_leaves_the_allowed_host_or_port_is_refused(location: str) -> None:
-    with responses.RequestsMock() as mock:
+@pytest.mark.parametrize("http", ["requests", "curl"])
+@pytest.mark.parametrize("location", ["http://localhost:19101\\@demo.test/good", "http://demo.test:5432/",
+                                      "http://evil.test%2edemo.test/"])
+def test_a_redirect_that_leaves_the_allowed_host_or_port_is_refused(location: str, http: str) -> None:
+    with mocked(http) as mock:
         mock.get("http://demo.test/a", status=302, headers={"Location": location})
-        fetcher = Fetcher(FetchSettings(robots=False), ("demo.test",))
+        fetcher = Fetcher(FetchSettings(robots=False), ("demo.test",), http=http)
         result = fetcher.fetch(Request("http://demo.test/a", "x"))
+        asked = [c.request.url for c in mock.calls]
     assert isinstance(result, FetchFailure) and "outside the allowed domains" in result.error
+    assert asked == ["http://demo.test/a"]

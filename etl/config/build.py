@@ -7,6 +7,7 @@ every kind shares (crawl rules, items, fields, target, transform, run settings).
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from etl.config.checker import Checker, expand
 from etl.config.model import (
     DEFAULTS,
+    HTTP_ENGINES,
     TABLES,
     Config,
     DatabaseSettings,
@@ -170,6 +172,10 @@ def _settings(raw: dict[str, Any], ck: Checker) -> tuple[RunSettings, FetchSetti
     run, pol, db = settings["run"], settings["politeness"], settings["database"]
     if run["engine"] not in ENGINES:
         raise ck.fail("[run].engine", f"unknown engine {run['engine']!r} (use {', '.join(ENGINES)})")
+    if run["http"] not in HTTP_ENGINES:
+        raise ck.fail("[run].http", f"unknown HTTP engine {run['http']!r} (use {' or '.join(HTTP_ENGINES)})")
+    if run["http"] == "curl" and importlib.util.find_spec("pycurl") is None:
+        raise ck.fail("[run].http", "curl needs pycurl (pip install pycurl), or set http = \"requests\"")
     if run["start_method"] not in ("spawn", "forkserver", "fork"):
         raise ck.fail("[run].start_method", "use spawn, forkserver or fork")
     if run["parse_timeout"] <= 0:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TABLES = ("listings", "stock_mentions")
+HTTP_ENGINES = ("requests", "curl")  # [run] http: requests, or libcurl through pycurl (etl/fetch/)
 
 
 class ConfigError(Exception):
@@ -107,6 +108,7 @@ class RunSettings:
     batch_size: int = 1000
     flush_seconds: float = 1.0
     engine: str = "selectolax"
+    http: str = "curl"  # the fetch stage's HTTP engine, one of HTTP_ENGINES (README: HTTP engines)
     max_pages: int = 0
     start_method: str = "spawn"
     frontier_memory: int = 200_000

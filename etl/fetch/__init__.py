@@ -1,6 +1,7 @@
-"""The fetch stage: Fetcher (HTTP, politeness, robots.txt; etl/fetch/fetcher.py), the whole-response
-watchdog that frees threads stuck on trickling servers (watchdog.py), and FetchStage, the process that
-runs Fetchers on a thread pool (stage.py)."""
+"""The fetch stage: Fetcher (redirects, politeness, robots.txt, limits; etl/fetch/fetcher.py) over one of
+two HTTP engines behind one seam (engine.py): requests (requests_engine.py, with the whole-response
+watchdog that frees threads stuck on trickling servers, watchdog.py) or libcurl (curl_engine.py); and
+FetchStage, the process that runs Fetchers on a thread pool (stage.py)."""
 
 from etl.fetch.fetcher import (
     MAX_REDIRECTS,

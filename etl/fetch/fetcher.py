@@ -1,9 +1,11 @@
-"""Fetch stage: HTTP on a thread pool, one requests.Session per thread (keep-alive), polite per host.
+"""Fetch stage: HTTP on a thread pool, polite per host, through one of two engines (`[run] http`):
+requests (etl/fetch/requests_engine.py) or libcurl (etl/fetch/curl_engine.py).
 
 A fetch never raises: it returns a Page or a FetchFailure saying whether a retry may help. Retries are
 scheduled by the coordinator (so a backing-off URL never holds a thread), redirects are followed by hand
-so every hop is checked against the allowed domains, bodies are streamed and cut off at max_bytes, and a
-response that outlives total_timeout has its socket shut down (etl/fetch/watchdog.py) so the thread is free.
+so every hop is checked against the allowed domains and robots.txt, bodies are cut off at max_bytes
+(decoded), and a response that outlives total_timeout fails so the thread is free. All of that is here,
+once; an engine only performs one GET (etl/fetch/engine.py).
 """
 
 from __future__ import annotations
@@ -11,25 +13,21 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import requests
-
 from etl.config.model import FetchSettings
 from etl.errors import one_line
-from etl.fetch.watchdog import Deadline, Watchdog, WatchedAdapter
+from etl.fetch.engine import Engine, Reply, TransportError
 from etl.items import Page, Request
 from etl.robots import Robots
 from etl.urls import allowed, origin_of
 
 log = logging.getLogger("etl.fetch")
 
-_PROXY_ENV = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc"})
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -78,6 +76,19 @@ def conditional_headers(request: Request) -> dict[str, str] | None:
     return headers or None
 
 
+def make_engine(name: str, settings: FetchSettings, pool_size: int) -> Engine:
+    """Imported on demand: a fetch process loads only the HTTP library it uses."""
+    if name == "curl":
+        from etl.fetch.curl_engine import CurlEngine
+
+        return CurlEngine(settings)
+    if name == "requests":
+        from etl.fetch.requests_engine import RequestsEngine
+
+        return RequestsEngine(settings, pool_size)
+    raise ValueError(f"unknown HTTP engine {name!r}")
+
+
 class HostGate:
     """At most `per_host` requests in flight per host, and at least `delay` seconds between request starts."""
 
@@ -111,65 +122,21 @@ class HostGate:
 
 class Fetcher:
     def __init__(self, settings: FetchSettings, domains: tuple[str, ...], pool_size: int = 16,
-                 credentials: dict[str, tuple[str, str]] | None = None) -> None:
+                 credentials: dict[str, tuple[str, str]] | None = None, http: str = "requests") -> None:
         self.total_timeout = settings.total_timeout
         self.credentials = credentials or {}  # origin → (user, password): Basic auth for that origin only
         self.domains = domains
         self.user_agent = settings.user_agent
-        self.timeout = (settings.connect_timeout, settings.read_timeout)
         self.max_bytes = settings.max_bytes
         self.gate = HostGate(settings.per_host, settings.delay)
         self.obey_robots = settings.robots
         self.pool_size = pool_size
-        self.local = threading.local()
         self.robots: dict[str, Robots] = {}
         self.robots_lock = threading.Lock()
-        self.watchdog = Watchdog()
+        self.http = make_engine(http, settings, pool_size)  # `[run] http`: requests or curl
 
-    def session(self) -> requests.Session:
-        s = getattr(self.local, "session", None)
-        if s is None:
-            s = requests.Session()
-            adapter = WatchedAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
-            s.mount("http://", adapter)
-            s.mount("https://", adapter)
-            s.headers["User-Agent"] = self.user_agent
-            s.headers["Accept-Encoding"] = "gzip, deflate"
-            # requests re-reads proxy variables and ~/.netrc on every request (~20% of fetch CPU). When no
-            # proxy is configured in the environment, skip that; otherwise keep requests' full behaviour.
-            if not _PROXY_ENV.intersection(k.lower() for k in os.environ):
-                s.trust_env = False
-                bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                if bundle:
-                    s.verify = bundle
-                # With nothing to merge from the environment, a request is the session's headers plus a
-                # URL: prepare that once and copy it, instead of Session.request's per-call merging of
-                # params, auth, hooks and headers (a quarter of the fetch CPU, bench/results).
-                self.local.template = s.prepare_request(requests.Request("GET", "http://localhost/"))
-            else:
-                self.local.template = None
-            self.local.session = s
-        return s
-
-    def _send(self, url: str, conditional: dict[str, str] | None = None) -> requests.Response:
-        """GET url on this thread's session: streamed, no redirects followed, cookies kept by the session.
-        `conditional`: If-None-Match / If-Modified-Since, for a page whose copy we hold."""
-        s = self.session()
-        template = self.local.template
-        auth = self.credentials.get(origin_of(url)) if self.credentials else None
-        if template is None:
-            return s.get(url, timeout=self.timeout, stream=True, allow_redirects=False, auth=auth,
-                         headers=conditional)
-        prepared = template.copy()
-        prepared.prepare_url(url, None)
-        if conditional:
-            prepared.headers.update(conditional)
-        if auth or "@" in url:  # the start URL's user:password for this origin, or one in the URL itself
-            prepared.prepare_auth(auth, prepared.url)
-        if len(s.cookies):
-            prepared.prepare_cookies(s.cookies)
-        return s.send(prepared, timeout=self.timeout, stream=True, allow_redirects=False, verify=s.verify,
-                      proxies=s.proxies, cert=s.cert)
+    def _auth(self, url: str) -> tuple[str, str] | None:
+        return self.credentials.get(origin_of(url)) if self.credentials else None
 
     def robots_allows(self, url: str) -> bool | str:
         """True/False, or a reason string when robots.txt cannot be read right now (retryable, RFC 9309:
@@ -193,35 +160,34 @@ class Fetcher:
         url = origin + "/robots.txt"
         try:
             for _ in range(6):
-                with self.watchdog.guard(self.total_timeout) as deadline:
-                    try:
-                        with self.session().get(url, timeout=self.timeout, stream=True, allow_redirects=False,
-                                                auth=self.credentials.get(origin_of(url))) as r:
-                            if r.status_code in REDIRECTS and r.headers.get("location"):
-                                url = urljoin(url, r.headers["location"])
-                                if not allowed(url, self.domains):
-                                    return Robots()  # robots.txt lives elsewhere: as if there were none
-                                continue
-                            return self._robots_from(r, deadline)
-                    except (requests.RequestException, OSError):
-                        if deadline.fired:
-                            return f"robots.txt slower than total_timeout={self.total_timeout:g}s"
-                        raise
+                with self.http.get(url, None, self._auth(url), ROBOTS_MAX_BYTES, False) as r:
+                    if r.status in REDIRECTS and r.headers.get("location"):
+                        url = urljoin(url, r.headers["location"])
+                        if not allowed(url, self.domains):
+                            return Robots()  # robots.txt lives elsewhere: as if there were none
+                        continue
+                    return self._robots_from(r)
             return Robots()  # too many redirects: as if there were none
-        except (requests.RequestException, OSError, ValueError, UnicodeError) as exc:
+        except TransportError as exc:
+            if exc.too_slow:
+                return f"robots.txt slower than total_timeout={self.total_timeout:g}s"
+            return f"robots.txt unreachable ({exc.kind})"
+        except (ValueError, UnicodeError) as exc:
             return f"robots.txt unreachable ({type(exc).__name__})"
 
-    def _robots_from(self, r: requests.Response, deadline: Deadline) -> Robots | str:
-        if r.status_code >= 500 or r.status_code == 429:
-            return f"robots.txt answered HTTP {r.status_code}"
-        if r.status_code >= 400:
+    def _robots_from(self, r: Reply) -> Robots | str:
+        if r.status >= 500 or r.status == 429:
+            return f"robots.txt answered HTTP {r.status}"
+        if r.status >= 400:
             return Robots()  # no robots.txt: everything is allowed
-        body = b""
-        for chunk in r.iter_content(65536):
-            body += chunk
-            if len(body) >= ROBOTS_MAX_BYTES or deadline.passed():
+        chunks, size = [], 0
+        for chunk in r.chunks():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= ROBOTS_MAX_BYTES:
                 break
-        return Robots.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"), self.user_agent)
+        body = b"".join(chunks)[:ROBOTS_MAX_BYTES]
+        return Robots.parse(body.decode("utf-8", "replace"), self.user_agent)
 
     def fetch(self, request: Request, report: Callable[[bool], None] | None = None) -> Page | FetchFailure:
         """`report(True)` when a hop's request is about to be written (it has its turn at the host),
@@ -259,58 +225,47 @@ class Fetcher:
         return FetchFailure(request, f"more than {MAX_REDIRECTS} redirects")
 
     def _get(self, request: Request, url: str) -> Page | FetchFailure | str:
-        """One hop: a Page, a FetchFailure, or the URL a redirect points to. total_timeout bounds the whole
-        response, headers included: past it the watchdog shuts the socket down and the read returns."""
+        """One hop: a Page, a FetchFailure, or the URL a redirect points to. A body is read only for a
+        status that can become a page."""
         conditional = conditional_headers(request) if url == request.url else None  # not a redirect's hop
-        with self.watchdog.guard(self.total_timeout) as deadline:
-            try:
-                with self._send(url, conditional) as r:
-                    if deadline.fired:  # cut while the headers trickled in: what arrived is not a response
-                        return self._too_slow(request, None)
-                    if r.status_code == 304 and conditional:  # unchanged since our copy: no body to read
-                        return Page(request, url, 304, {k.lower(): v for k, v in r.headers.items()}, b"")
-                    if r.status_code in REDIRECTS and r.headers.get("location"):
-                        return urljoin(url, r.headers["location"])
-                    if r.status_code in RETRY_STATUS:
-                        return FetchFailure(request, f"HTTP {r.status_code}", r.status_code, True,
-                                            retry_after_seconds(r.headers.get("retry-after")))
-                    if r.status_code >= 400:
-                        return FetchFailure(request, f"HTTP {r.status_code}", r.status_code)
-                    if r.status_code >= 300 or r.status_code in (204, 205):  # 304 unasked, 3xx without Location
-                        return FetchFailure(request, f"HTTP {r.status_code} without content to parse",
-                                            r.status_code)
-                    return self._body(request, url, r, deadline)
-            except (requests.RequestException, OSError, ValueError, UnicodeError) as exc:
-                return self._failure(request, exc, deadline)
+        try:
+            with self.http.get(url, conditional, self._auth(url), self.max_bytes, True) as r:
+                if r.status == 304 and conditional:  # unchanged since our copy: no body to read
+                    return Page(request, url, 304, dict(r.headers), b"")
+                if r.status in REDIRECTS and r.headers.get("location"):
+                    return urljoin(url, r.headers["location"])
+                if r.status in RETRY_STATUS:
+                    return FetchFailure(request, f"HTTP {r.status}", r.status, True,
+                                        retry_after_seconds(r.headers.get("retry-after")))
+                if r.status >= 400:
+                    return FetchFailure(request, f"HTTP {r.status}", r.status)
+                if r.status >= 300 or r.status in (204, 205):  # 304 unasked, 3xx without Location
+                    return FetchFailure(request, f"HTTP {r.status} without content to parse", r.status)
+                return self._body(request, url, r)
+        except TransportError as exc:
+            return self._too_slow(request, None) if exc.too_slow else FetchFailure(request, exc.error, None,
+                                                                                   exc.retryable)
+        except (ValueError, UnicodeError) as exc:  # bad URLs, redirect targets
+            return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}")
 
-    def _body(self, request: Request, url: str, r: requests.Response, deadline: Deadline) -> Page | FetchFailure:
+    def _body(self, request: Request, url: str, r: Reply) -> Page | FetchFailure:
         declared = r.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
-            return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}",
-                                r.status_code)
+            return FetchFailure(request, f"body of {declared} bytes exceeds max_bytes={self.max_bytes}", r.status)
         chunks, size = [], 0
-        for chunk in r.iter_content(65536):
-            if deadline.passed():  # bytes keep coming, but too slowly for the whole response
-                return self._too_slow(request, r.status_code)
-            size += len(chunk)
-            if size > self.max_bytes:
-                return FetchFailure(request, f"body exceeds max_bytes={self.max_bytes}", r.status_code)
-            chunks.append(chunk)
-        if deadline.fired:  # the cut socket read as the end of a body without a declared length
-            return self._too_slow(request, r.status_code)
+        try:
+            for chunk in r.chunks():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    return FetchFailure(request, f"body exceeds max_bytes={self.max_bytes}", r.status)
+                chunks.append(chunk)
+        except TransportError as exc:
+            if exc.too_slow:
+                return self._too_slow(request, r.status)
+            raise
         if not size:  # a glitch more often than a page: retried, then recorded (never stored as NULLs)
-            return FetchFailure(request, "empty response body", r.status_code, True)
-        return Page(request, url, r.status_code, {k.lower(): v for k, v in r.headers.items()}, b"".join(chunks))
+            return FetchFailure(request, "empty response body", r.status, True)
+        return Page(request, url, r.status, dict(r.headers), b"".join(chunks))
 
     def _too_slow(self, request: Request, status: int | None) -> FetchFailure:
         return FetchFailure(request, f"response slower than total_timeout={self.total_timeout:g}s", status, True)
-
-    def _failure(self, request: Request, exc: Exception, deadline: Deadline) -> FetchFailure:
-        if deadline.fired:  # the watchdog cut it: whatever the read raised, the server was too slow
-            return self._too_slow(request, None)
-        if isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
-                      | requests.exceptions.ContentDecodingError):
-            return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}", None, True)
-        if isinstance(exc, requests.RequestException | ValueError | UnicodeError):  # bad URLs, redirect targets
-            return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}")
-        return FetchFailure(request, f"{type(exc).__name__}: {one_line(exc)}", None, True)  # a socket error

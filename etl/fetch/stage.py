@@ -30,7 +30,8 @@ class Sent:
 
 
 def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads: int,
-                credentials: dict[str, tuple[str, str]] | None = None, share: Share | None = None) -> None:
+                credentials: dict[str, tuple[str, str]] | None = None, http: str = "requests",
+                share: Share | None = None) -> None:
     """The fetch stage's own process: a thread pool of Fetchers. Requests arrive in lists; results leave
     in bundles sent by one sender thread, so a fetch thread never waits for the pipe or for another
     thread's send (a lock around the pipe made 16 threads queue behind each other for the GIL).
@@ -43,12 +44,12 @@ def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if share is None:
-        fetcher = Fetcher(settings, domains, pool_size=threads, credentials=credentials)
+        fetcher = Fetcher(settings, domains, pool_size=threads, credentials=credentials, http=http)
     else:  # politeness and robots.txt across the workers of a shared run
         from etl.shared.hosts import SharedFetcher
 
         fetcher = SharedFetcher(settings, domains, run_id=share.run_id, owner=share.owner, url=share.url,
-                                pool_size=threads, credentials=credentials)
+                                pool_size=threads, credentials=credentials, http=http)
     done: queue.SimpleQueue = queue.SimpleQueue()  # at most a result and a few Sent per request in flight
 
     def run(request: Request) -> None:
@@ -100,8 +101,10 @@ class FetchStage:
     """The fetch thread pool, in a process of its own so that its GIL does nothing but fetch."""
 
     def __init__(self, ctx, settings: FetchSettings, domains: tuple[str, ...], threads: int,
-                 credentials: dict[str, tuple[str, str]] | None = None, share: Share | None = None) -> None:
+                 credentials: dict[str, tuple[str, str]] | None = None, http: str = "requests",
+                 share: Share | None = None) -> None:
         self.ctx, self.settings, self.domains, self.threads = ctx, settings, domains, threads
+        self.http = http  # [run] http: the engine the stage's Fetcher uses
         self.credentials = credentials or {}
         self.share = share
         self.sent: list[Sent] = []
@@ -110,7 +113,7 @@ class FetchStage:
     def _spawn(self) -> None:
         self.conn, child = self.ctx.Pipe()
         self.process = self.ctx.Process(target=_stage_main, args=(child, self.settings, self.domains, self.threads,
-                                                                       self.credentials, self.share),
+                                                                       self.credentials, self.http, self.share),
                                         daemon=True, name="etl-fetch")
         self.process.start()
         child.close()
