@@ -221,3 +221,16 @@ def test_politeness_holds_across_workers(hosts, pg_url, tmp_path, monkeypatch):
     assert min(gaps) >= DELAY - JITTER, f"two requests {min(gaps) * 1000:.1f} ms apart (delay {DELAY * 1000:.0f} ms)"
     hosts_used = table(pg_url, "SELECT count(*) AS n FROM workers WHERE pages_ok > 0")[0]["n"]
     assert hosts_used >= 2  # the work was shared, not done by one worker while the others waited
+
+
+def test_a_worker_leaves_on_sigterm_and_gives_its_pages_back(hosts, site, pg_url, tmp_path):
+    base, _ = site
+    db_url = prepare(pg_url)
+    workers = start(hosts, write_config(tmp_path, base), db_url, tmp_path)
+    wait_for(pg_url, 100, workers[0])
+    workers[0].signal(signal.SIGTERM)  # a pod scaled down, a machine going into maintenance
+    codes = [w.wait() for w in workers]
+    assert_exact(pg_url)
+    assert codes[0] == 130 and codes[1:] == [0, 0], "\n".join(w.log()[-1500:] for w in workers)
+    left = table(pg_url, "SELECT status FROM workers WHERE host = 'w1'")
+    assert left == [{"status": "interrupted"}]
