@@ -17,7 +17,6 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from etl.carried import Packer
@@ -28,6 +27,7 @@ from etl.frontier.leased import LeasedFrontier
 from etl.frontier.store import Lookup
 from etl.incremental import Known, validators_of
 from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
+from etl.outcome import NO_ROW_FROM_ITEMS, NOTHING_STORED, NOTHING_SUCCEEDED, Stats
 from etl.parse.pool import CRASHED, Job, ParsePool
 from etl.plugins import load_plugin
 from etl.progress import Progress
@@ -45,30 +45,6 @@ __all__ = ["Coordinator", "RunFailed", "Stats", "run_job"]
 log = logging.getLogger("etl.pipeline")
 
 MAX_WRITER_RESTARTS = 3
-NOTHING_SUCCEEDED = "every page failed, none succeeded (is the source down or refusing us?); see the failures table"
-NO_ROW_FROM_ITEMS = ("no row was extracted: {:,} list items had no key or no detail link "
-                     "(does [items] key / detail match the pages?)")
-NOTHING_STORED = ("the database refused every row of the run ({:,}; the first: {}): does the table have a column "
-                  "or constraint the rows do not fill? See the failures table")
-
-
-@dataclass
-class Stats:
-    pages_ok: int = 0
-    pages_failed: int = 0
-    rows: int = 0
-    skipped: int = 0
-    keyless: int = 0  # list items without a key or detail link (this session)
-    no_rows_because: str | None = None  # pages had items, none gave a row: why (a partial run)
-    by_status: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    failures: int = 0  # rows of the failures table for this run, every stage (fetch, parse, write)
-    cut_short: str | None = None  # why the run stopped with work left (run.max_pages)
-    rows_refused: int = 0  # rows the database refused in the whole run (the writer's count)
-    refusal: str | None = None  # the first refusal's error
-    failed_because: str | None = None  # the one line of a run that finished but failed
-
-
 class Coordinator:
     def __init__(self, cfg: Config, state: RunState, source: Source, progress: Progress,
                  share: Share | None = None) -> None:
@@ -115,7 +91,7 @@ class Coordinator:
         self.writer.start(WriterSettings(
             url=db.url, target=self.cfg.target, run_id=self.state.run_id, batch_size=run.batch_size,
             flush_seconds=run.flush_seconds, retry_seconds=db.retry_seconds, rows_before=self.state.rows_before,
-            lease_owner=self.share.owner if self.share else None))
+            lease_owner=self.share.owner if self.share else None, lease=run.lease))
 
     def _recover_writer(self) -> None:
         """Lost messages are not lost work: the frontier in the database still says which pages are not

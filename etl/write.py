@@ -67,6 +67,7 @@ class WriterSettings:
     retry_seconds: float = 60.0
     rows_before: int = 0  # rows a resumed run had already written
     lease_owner: str | None = None  # a shared run's worker: commit only the pages it holds (etl/shared/fence.py)
+    lease: float = 60.0  # and its lease: a transaction left open longer (a frozen process) is ended by the server
 
 
 @dataclass
@@ -124,7 +125,9 @@ class Repeats:
 class Writer:
     def __init__(self, settings: WriterSettings) -> None:
         self.s = settings
-        self.engine = make_engine(settings.url)
+        # A shared run's writer frozen inside its transaction (SIGSTOP, a paused VM) would keep its pages'
+        # rows locked, and so out of every other worker's claims: the server ends such a session after a lease
+        self.engine = make_engine(settings.url, **(fence.session_limits(settings.lease) if settings.lease_owner else {}))
         self.dialect = dialect_for(settings.url)
         target = resolve(settings.target)
         self.table, self.key, self.keep = target.table, target.key, target.keep

@@ -35,3 +35,9 @@ def count_worker(conn, run_id: int, owner: str, pages_ok: int, pages_failed: int
     conn.execute(update(w).where(w.c.run_id == run_id, w.c.worker == owner).values(
         pages_ok=w.c.pages_ok + pages_ok, pages_failed=w.c.pages_failed + pages_failed,
         rows_written=w.c.rows_written + rows, seen_at=func.now()))
+
+
+def session_limits(lease: float) -> dict:
+    """Engine arguments for a shared run's writer (PostgreSQL): a transaction idle for longer than a lease
+    is ended by the server, which frees its row locks."""
+    return {"connect_args": {"options": f"-c idle_in_transaction_session_timeout={int(lease * 1000)}"}}

@@ -29,6 +29,7 @@ from etl.dialects import dialect_for
 from etl.dialects.base import mask_url
 from etl.errors import one_line
 from etl.locks import NamedLock
+from etl.outcome import NOTHING_SUCCEEDED, Stats
 from etl.progress import Progress
 from etl.runs import RunState, _load_stocks, _resume_or_create, count_failures, finish_run
 from etl.shared import Share
@@ -43,7 +44,7 @@ START_WAIT = 120.0  # seconds a worker waits for others to finish joining or clo
 @dataclass
 class WorkerOutcome:
     state: RunState
-    stats: object  # etl.pipeline.Stats of this worker
+    stats: Stats  # this worker's
     closed: bool  # this worker closed the run (it was the last)
     run_status: str  # the run's status as this worker left it ("running" while others go on)
 
@@ -154,11 +155,9 @@ def _set_worker(cfg: Config, state: RunState, owner: str, status: str) -> None:
         engine.dispose()
 
 
-def close_if_last(cfg: Config, state: RunState, stats) -> tuple[bool, str]:
+def close_if_last(cfg: Config, state: RunState, stats: Stats) -> tuple[bool, str]:
     """Under the start lock: if nothing of the run is pending, record its end (once: the first worker to
     find it so). Returns (closed by this worker, the run's status)."""
-    from etl.pipeline import NOTHING_SUCCEEDED
-
     f, runs = schema.frontier, schema.runs
     with _start_lock(cfg):
         engine = db.make_engine(cfg.database_url)
