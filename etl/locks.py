@@ -57,6 +57,10 @@ class NamedLock:
                 return False
             time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
 
+    def alive(self) -> bool:
+        """Is it still held? (A session lock can be lost with its session.)"""
+        return self.held
+
     def release(self) -> None:
         """Free the lock if held, and whatever it used to try (a descriptor, a connection)."""
         self.held = False
@@ -144,6 +148,15 @@ class SessionLock(NamedLock):
             self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._taken = bool(self._conn.execute(text(self.take), self.params).scalar())
         return self._taken
+
+    def alive(self) -> bool:
+        """Is the session holding the lock still there (a database restart ends it, and the lock with it)?"""
+        from sqlalchemy import text
+
+        try:
+            return self._conn is not None and self._taken and self._conn.execute(text("SELECT 1")).scalar() == 1
+        except Exception:  # noqa: BLE001 - whatever the driver raises, the session is gone
+            return False
 
     def _release(self) -> None:
         from sqlalchemy import text

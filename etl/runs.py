@@ -76,6 +76,7 @@ def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
         engine = db.make_engine(cfg.database_url)
         try:
             targets.ensure(engine, cfg.target)
+            _refuse_if_workers(cfg, engine)
             state = _resume_or_create(cfg, engine, fresh, source)
             if cfg.transform.type == "stock_mentions":
                 _load_stocks(engine, cfg.database_url)
@@ -88,6 +89,21 @@ def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
         raise
     state.lock = lock
     return state
+
+
+def _refuse_if_workers(cfg: Config, engine) -> None:
+    """The job's lock says nobody works on it, but workers of a shared run lose their share of it while the
+    database restarts (they take it again within a third of a lease): a running run whose workers were seen
+    that recently is theirs, not this `etl run`'s to resume."""
+    runs, w = schema.runs, schema.workers
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=cfg.run.lease)
+    with engine.connect() as conn:
+        row = conn.execute(select(runs.c.id, func.count()).join(w, w.c.run_id == runs.c.id)
+                           .where(runs.c.job == cfg.job, runs.c.status == "running", w.c.status == "running",
+                                  w.c.seen_at > recent).group_by(runs.c.id)).first()
+    if row is not None:
+        raise db.DatabaseError(f"job {cfg.job!r} is running on {row[1]} worker(s) (run {row[0]}, etl worker); "
+                               "wait for them or stop them first")
 
 
 def take_job_lock(cfg: Config) -> NamedLock:
@@ -214,7 +230,8 @@ def count_failures(cfg: Config, run_id: int) -> int:
         engine.dispose()
 
 
-def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | None) -> None:
+def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | None) -> bool:
+    """Record the run's end; False if the database would not take it (the run stays `running`)."""
     engine = db.make_engine(cfg.database_url)
     try:
         with engine.begin() as conn:
@@ -239,8 +256,10 @@ def finish_run(cfg: Config, state: RunState, status: str, stats, message: str | 
             if status == "succeeded":
                 _after_success(conn, cfg, state.run_id)  # before compaction: the cursor reads the frontier
             compact(conn, state.run_id, status)  # a succeeded run's frontier is done with (etl/compact.py)
+        return True
     except Exception as exc:  # the database is gone: the run stays 'running' and will be resumed
         log.error("could not record the end of run %d: %s", state.run_id, str(exc).splitlines()[0])
+        return False
     finally:
         engine.dispose()
 

@@ -199,6 +199,8 @@ class Writer:
                                    "status": msg.status, "error": clean_text(msg.error[:2000]),
                                    "attempts": msg.attempts, "at": dt.datetime.now(dt.UTC)})
             batch.failure_page.append(msg.key)
+            if msg.key is not None and self.s.lease_owner is not None:
+                batch.pages.add(msg.key)  # fenced with its unit, even in a batch before the unit's rows
 
     @staticmethod
     def _replace_in_batch(batch: Batch, replaces: list[tuple]) -> None:

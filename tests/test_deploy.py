@@ -52,5 +52,7 @@ def test_the_workers_run_as_a_parallel_job_that_never_overlaps_itself() -> None:
         assert cfg.database.connect_wait >= 30
         env = {e["name"] for e in pod["containers"][0]["env"]}
         assert "ETL_DATABASE_URL" in env  # from a Secret, not on the command line
+        codes = [r["onExitCodes"]["values"] for r in spec["podFailurePolicy"]["rules"] if r["action"] == "FailJob"]
+        assert codes == [[1, 2, 3]]  # a closed run's outcome is final: no pod restarted into a new run
         if doc["kind"] == "CronJob":
             assert doc["spec"]["concurrencyPolicy"] == "Forbid"

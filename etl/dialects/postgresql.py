@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - psycopg2 is a dependency
 
     _DriverInterfaceError = _DriverOperationalError = DriverError
 
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 COPY_THRESHOLD = 50  # below this, a plain multi-row INSERT is as fast and simpler
 
 # SQLSTATE classes worth waiting out: connection exception, insufficient resources, operator intervention
@@ -71,6 +72,12 @@ class PostgreSQLDialect(Dialect):
     bytes_per_char: ClassVar[int] = 4
     errors: ClassVar[tuple[type[BaseException], ...]] = (DBAPIError, DriverError)  # COPY runs on the raw cursor
     leases: ClassVar[bool] = True  # FOR UPDATE SKIP LOCKED, now(), shared advisory locks: etl worker
+
+    def create_engine(self, url: str, **kwargs: Any):
+        """TCP keepalives on every connection: a half-open one (a cut link, a vanished host) fails within
+        about 30 s instead of blocking a statement until the kernel's two hours."""
+        connect_args = {**KEEPALIVES, **kwargs.pop("connect_args", {})}
+        return super().create_engine(url, connect_args=connect_args, **kwargs)
 
     def driver_url(self, url: str) -> str:
         """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""

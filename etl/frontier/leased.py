@@ -37,12 +37,14 @@ class LeasedFrontier(LocalFrontier):
         self.next_claim = 0.0
         self.next_renew = time.monotonic() + claims.lease / 3
         self.poisoned: list[tuple[Request, str]] = []
+        self.mine: set[int] = set()  # keys claimed and not finished: the leases this worker renews
 
     def load(self, pending: Iterable[Request], seen: Iterable[int], urls: int | None = None) -> None:
         """(Re)start: the database is the only queue. Leases this worker still holds (its writer was lost
         with pages in flight) go back, so they are claimed again rather than renewed and never done."""
         super().load([], [], 0)
         self.claims.release()
+        self.mine.clear()
         self.more, self.next_claim = True, 0.0
 
     def add(self, links: Iterable[Request]) -> list[Request]:
@@ -55,10 +57,10 @@ class LeasedFrontier(LocalFrontier):
 
     def refill(self, busy: set[str]) -> None:
         try:
-            claimed = self.claims.claim(self.memory)
+            claimed = self.claims.claim(self.memory, self.mine)
             if not claimed:
                 self.sync()  # links this worker's writer holds become claimable once committed
-                claimed = self.claims.claim(self.memory)
+                claimed = self.claims.claim(self.memory, self.mine)
             left = True if claimed else self.claims.left()
         except self.claims.errors as exc:  # the database is away: keep going with what is in flight, ask again later
             log.warning("frontier: cannot claim work (%s); trying again in %.0f s", one_line(exc, 300), DB_AWAY)
@@ -69,6 +71,7 @@ class LeasedFrontier(LocalFrontier):
         for c in claimed:
             if c.request.url in busy:
                 continue  # ours already: its lease lapsed and came back to us
+            self.mine.add(frontier_key(c.request))
             if c.claims > MAX_CLAIMS:
                 self.poisoned.append((c.request, f"claimed {c.claims - 1} times by workers that never finished it "
                                                  "(each died or lost its lease while on it)"))
@@ -84,9 +87,12 @@ class LeasedFrontier(LocalFrontier):
     def tick(self, now: float) -> None:
         if now >= self.next_renew:
             self.next_renew = now + self.claims.lease / 3
-            held = self.claims.renew()
+            held = self.claims.renew(self.mine)
             if held is not None:
                 self._forget_lost(held)
+
+    def finished(self, request: Request) -> None:
+        self.mine.discard(frontier_key(request))
 
     def _forget_lost(self, held: set[int]) -> None:
         """Drop queued and retrying entries this worker no longer holds: another worker took them over

@@ -45,19 +45,22 @@ class Claims:
     def _until(self):
         return func.now() + dt.timedelta(seconds=self.lease)
 
-    def claim(self, limit: int) -> list[Claimed]:
-        """Up to `limit` pending entries nobody holds (or whose lease expired), the urgent kinds first."""
+    def claim(self, limit: int, mine: set[int] = frozenset()) -> list[Claimed]:
+        """Up to `limit` pending entries nobody holds (or whose lease expired), the urgent kinds first.
+        Entries leased to this worker that it does not know of (`mine`: what it works on) are taken too:
+        a claim whose commit went through while its answer was lost (the database restarted) left them."""
         out: list[Claimed] = []
         with self.engine.begin() as conn:
             for urgent in ((True, False) if self.urgent_kinds else (None,)):
                 if len(out) >= limit:
                     break
-                out += self._claim(conn, limit - len(out), urgent)
+                out += self._claim(conn, limit - len(out), urgent, mine)
         return out
 
-    def _claim(self, conn, limit: int, urgent: bool | None) -> list[Claimed]:
+    def _claim(self, conn, limit: int, urgent: bool | None, mine: set[int]) -> list[Claimed]:
         f = schema.frontier
-        free = or_(f.c.lease_until.is_(None), f.c.lease_until < func.now())
+        free = or_(f.c.lease_until.is_(None), f.c.lease_until < func.now(),
+                   and_(f.c.lease_owner == self.owner, f.c.url_key.notin_(sorted(mine))))
         where = [f.c.run_id == self.run_id, f.c.state == "pending", free]
         if urgent is not None:
             where.append(f.c.kind.in_(self.urgent_kinds) if urgent else f.c.kind.notin_(self.urgent_kinds))
@@ -71,16 +74,23 @@ class Claims:
         carried.resolve(conn, self.run_id, [c.request for c in claimed])  # the facet texts they refer to
         return claimed
 
-    def renew(self) -> set[int] | None:
-        """Extend every lease this worker holds and say it is alive. Returns the keys still held (an entry
-        missing was taken over while this worker was away, or finished by another), or None if the database
-        is away (the leases may then expire: the fencing check keeps late commits out)."""
+    def renew(self, mine: set[int]) -> set[int] | None:
+        """Extend the leases of the entries this worker works on (`mine`) and say it is alive. Returns those
+        still held (one missing was taken over while this worker was away, or finished by another), or None
+        if the database is away (the leases may then expire: the fencing check keeps late commits out).
+        Rows are locked in key order and those the writer holds skipped, as the writer's fence locks them."""
         f, w = schema.frontier, schema.workers
         try:
             with self.engine.begin() as conn:
-                held = set(conn.execute(update(f).where(f.c.run_id == self.run_id, f.c.lease_owner == self.owner,
-                                                        f.c.state == "pending").values(lease_until=self._until())
-                                        .returning(f.c.url_key)).scalars())
+                held: set[int] = set()
+                ordered = sorted(mine)
+                for i in range(0, len(ordered), 500):
+                    chosen = (select(f.c.url_key).where(f.c.run_id == self.run_id,
+                                                        f.c.url_key.in_(ordered[i:i + 500]),
+                                                        f.c.lease_owner == self.owner, f.c.state == "pending")
+                              .order_by(f.c.url_key).with_for_update(skip_locked=True).scalar_subquery())
+                    held.update(conn.execute(update(f).where(f.c.run_id == self.run_id, f.c.url_key.in_(chosen))
+                                             .values(lease_until=self._until()).returning(f.c.url_key)).scalars())
                 conn.execute(update(w).where(w.c.run_id == self.run_id, w.c.worker == self.owner)
                              .values(seen_at=func.now()))
             return held
@@ -93,13 +103,14 @@ class Claims:
         """Give back this worker's leases (all, or those of `keys`): another worker may take them at once."""
         f = schema.frontier
         cond = [f.c.run_id == self.run_id, f.c.lease_owner == self.owner, f.c.state == "pending"]
+        # a claim given back unworked is no claim: `claims` counts the workers that failed on an entry
+        undo = {"lease_owner": None, "lease_until": None, "claims": func.greatest(f.c.claims - 1, 0)}
         try:
             with self.engine.begin() as conn:
                 if keys is None:
-                    conn.execute(update(f).where(*cond).values(lease_owner=None, lease_until=None))
+                    conn.execute(update(f).where(*cond).values(**undo))
                 for i in range(0, len(keys or ()), 500):
-                    conn.execute(update(f).where(*cond, f.c.url_key.in_(keys[i:i + 500]))
-                                 .values(lease_owner=None, lease_until=None))
+                    conn.execute(update(f).where(*cond, f.c.url_key.in_(keys[i:i + 500])).values(**undo))
         except self.errors as exc:
             log.warning("cannot give back this worker's leases (%s): they expire in %.0f s",
                         one_line(exc, 300), self.lease)

@@ -132,10 +132,12 @@ class SharedGate(HostGate):
         self._db(_FREE_SLOT, h=host, s=slot)
 
 
-def load_shared_robots(engine, run_id: int, origin: str, fetch, user_agent: str) -> Robots | str:
+def load_shared_robots(engine, run_id: int, origin: str, fetch, user_agent: str, wait: float) -> Robots | str:
     """The run's copy of `origin`'s robots.txt; the first worker to ask fetches it (`fetch(origin)`, which
-    returns Robots or a reason it cannot now) while the others wait on the transaction lock."""
+    returns Robots or a reason it cannot now) while the others wait on the transaction lock — for at most
+    `wait` seconds (past a fetch's longest), then the caller fetches it itself."""
     with engine.begin() as conn:
+        conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"robots:{run_id}:{origin}")})
         body = conn.execute(text("SELECT body FROM robots_txt WHERE run_id = :r AND origin = :o"),
                             {"r": run_id, "o": origin[:191]}).scalar()
@@ -167,7 +169,7 @@ class SharedFetcher(Fetcher):
                 slot.release()
 
         try:
-            return load_shared_robots(self.gate.engine, self.run_id, origin, fetch, self.user_agent)
+            return load_shared_robots(self.gate.engine, self.run_id, origin, fetch, self.user_agent, self.gate.hold)
         except self.gate.errors as exc:
             log.warning("robots.txt of %s: the run's copy cannot be read (%s); fetching it here", origin,
                         one_line(exc, 300))

@@ -14,13 +14,14 @@ import datetime as dt
 import logging
 import os
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from etl import db, schema, targets
@@ -28,13 +29,14 @@ from etl.config.model import Config, ConfigError
 from etl.dialects import dialect_for
 from etl.dialects.base import mask_url
 from etl.errors import one_line
-from etl.locks import NamedLock
+from etl.locks import NamedLock, lock_key
 from etl.outcome import NOTHING_SUCCEEDED, Stats
 from etl.progress import Progress
 from etl.runs import RunState, _load_stocks, _resume_or_create, count_failures, finish_run
 from etl.shared import Share
 from etl.sources import source_for
 from etl.sources.base import Source
+from etl.writer_link import RunFailed
 
 log = logging.getLogger("etl.shared")
 
@@ -107,11 +109,16 @@ def join(cfg: Config, source: Source, owner: str) -> RunState:
     return state
 
 
-def _live_workers(conn, run_id: int, lease: float) -> int:
-    w = schema.workers
-    return conn.execute(select(func.count()).select_from(w).where(
-        w.c.run_id == run_id, w.c.status == "running",
-        w.c.seen_at > func.now() - dt.timedelta(seconds=lease))).scalar() or 0
+def _live_workers(conn, job: str) -> int:
+    """Workers of the job alive now, this one not counted: the sessions holding the job's lock shared
+    (pg_locks), not heartbeats — a worker whose loop is busy for longer than a lease is still alive, and
+    one that died lets go of its lock with its session."""
+    key = lock_key(f"etl:job:{job}") & (2**64 - 1)
+    return max(0, (conn.execute(text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ShareLock' "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = :hi AND objid = :lo AND objsubid = 1"), {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar()
+        or 0) - 1)
 
 
 def _join_or_open(cfg: Config, engine, source: Source, owner: str) -> RunState:
@@ -120,7 +127,7 @@ def _join_or_open(cfg: Config, engine, source: Source, owner: str) -> RunState:
         row = conn.execute(select(runs.c.id, runs.c.config_digest, runs.c.rows_written)
                            .where(runs.c.job == cfg.job, runs.c.status == "running")
                            .order_by(runs.c.id.desc()).limit(1)).first()
-        live = _live_workers(conn, row.id, cfg.run.lease) if row is not None else 0
+        live = _live_workers(conn, cfg.job) if row is not None else 0
         if live and row.config_digest != cfg.digest:
             raise ConfigError(f"run {row.id} of job {cfg.job!r} is being worked on by {live} worker(s) with another "
                               "config; start this worker with the same config, or wait for them")
@@ -166,20 +173,58 @@ def close_if_last(cfg: Config, state: RunState, stats: Stats) -> tuple[bool, str
                 status = conn.execute(select(runs.c.status).where(runs.c.id == state.run_id)).scalar()
                 by_state = dict(conn.execute(select(f.c.state, func.count()).where(f.c.run_id == state.run_id)
                                              .group_by(f.c.state)).all())
+                alone = _live_workers(conn, cfg.job) == 0
         finally:
             engine.dispose()
-        if status != "running" or by_state.get("pending"):
-            return False, status or "running"
+        if status != "running" or (by_state.get("pending") and not (stats.cut_short and alone)):
+            return False, status or "running"  # others go on (or will: a run cut short by max_pages waits)
         stats.failures = count_failures(cfg, state.run_id)
         ok, failed = by_state.get("done", 0), by_state.get("failed", 0)
         message = None
         if ok == 0 and failed:
             run_status, message = "failed", NOTHING_SUCCEEDED
         else:
-            run_status = "succeeded" if failed == 0 and stats.failures == 0 and not stats.cut_short else "partial"
-            message = stats.cut_short
-        finish_run(cfg, state, run_status, stats, message)
+            complete = failed == 0 and stats.failures == 0 and not by_state.get("pending")
+            run_status, message = ("succeeded" if complete else "partial"), stats.cut_short
+        if not finish_run(cfg, state, run_status, stats, message):
+            return False, "running"  # the database would not take it: the next worker or run closes it
         return True, run_status
+
+
+class LockKeeper(threading.Thread):
+    """Holds this worker's share of the job's lock through a database restart (which ends the session that
+    held it): checks it every third of a lease and takes it again. If an `etl run` of the job took the lock
+    meanwhile, this worker stops (as on SIGTERM): a run on one machine and the workers never overlap."""
+
+    def __init__(self, lock: NamedLock, every: float, stop: threading.Event) -> None:
+        super().__init__(name="etl-lock-keeper", daemon=True)
+        self.lock, self.every, self.stop, self.done = lock, every, stop, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            if self.lock.alive():
+                continue
+            self.lock.release()
+            try:
+                taken = self.lock.acquire()
+            except Exception as exc:  # noqa: BLE001 - the database is still away: try again next time
+                log.warning("the job's lock is lost with the database session (%s); retrying", one_line(exc, 200))
+                continue
+            if not taken:
+                log.error("the job's lock was taken by a run on one machine while the database restarted; "
+                          "this worker stops")
+                self.stop.set()
+                return
+
+
+@contextmanager
+def _database_errors(cfg: Config, become: type[Exception]) -> Iterator[None]:
+    """The database going away outside the stages' own retries (joining, closing, recovering the writer)
+    is one line, not a traceback: DatabaseError before the work starts (exit 2), RunFailed once it has."""
+    try:
+        yield
+    except (SQLAlchemyError, *dialect_for(cfg.database_url).errors) as exc:
+        raise become(f"the database failed this worker: {one_line(exc, 500)}") from None
 
 
 def run_worker(cfg: Config, progress: Progress | None = None) -> WorkerOutcome:
@@ -193,20 +238,30 @@ def run_worker(cfg: Config, progress: Progress | None = None) -> WorkerOutcome:
     source = source_for(cfg)
     owner = worker_name()
     try:
-        state = join(cfg, source, owner)
+        with _database_errors(cfg, db.DatabaseError):
+            state = join(cfg, source, owner)
     except BaseException:
         source.close()
         raise
-    coordinator = Coordinator(cfg, state, source, progress, Share(cfg.database_url, state.run_id, owner))
-    previous = coordinator.install_signal_handlers() if threading.current_thread() is threading.main_thread() else {}
-    status, closed, run_status = "failed", False, "running"
+    status, previous = "failed", {}
     try:
-        stats = coordinator.run()
-        if coordinator.stop_requested.is_set():
-            status, state.interrupted = "interrupted", True
-        else:
-            status = "finished"
-            closed, run_status = close_if_last(cfg, state, stats)
+        with _database_errors(cfg, RunFailed):
+            coordinator = Coordinator(cfg, state, source, progress, Share(cfg.database_url, state.run_id, owner))
+            if threading.current_thread() is threading.main_thread():
+                previous = coordinator.install_signal_handlers()
+            keeper = LockKeeper(state.lock, cfg.run.lease / 3, coordinator.stop_requested)
+            keeper.start()
+            try:
+                stats = coordinator.run()
+            finally:
+                keeper.done.set()
+                keeper.join(timeout=5)
+            closed, run_status = False, "running"
+            if coordinator.stop_requested.is_set():
+                status, state.interrupted = "interrupted", True
+            else:
+                status = "finished"
+                closed, run_status = close_if_last(cfg, state, stats)
         state.status = run_status
         return WorkerOutcome(state, stats, closed, run_status)
     finally:
@@ -216,7 +271,5 @@ def run_worker(cfg: Config, progress: Progress | None = None) -> WorkerOutcome:
             state.lock.release()
             state.lock = None
         source.close()
-        import signal
-
         for sig, handler in previous.items():
             signal.signal(sig, handler)
