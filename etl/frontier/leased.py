@@ -37,7 +37,7 @@ class LeasedFrontier(LocalFrontier):
         self.next_claim = 0.0
         self.next_renew = time.monotonic() + claims.lease / 3
         self.poisoned: list[tuple[Request, str]] = []
-        self.mine: set[int] = set()  # keys claimed and not finished: the leases this worker renews
+        self.mine: set[int] = set()  # keys claimed and not yet committed: the leases this worker renews
 
     def load(self, pending: Iterable[Request], seen: Iterable[int], urls: int | None = None) -> None:
         """(Re)start: the database is the only queue. Leases this worker still holds (its writer was lost
@@ -90,9 +90,10 @@ class LeasedFrontier(LocalFrontier):
             held = self.claims.renew(self.mine)
             if held is not None:
                 self._forget_lost(held)
-
-    def finished(self, request: Request) -> None:
-        self.mine.discard(frontier_key(request))
+                # What is no longer held was committed done (or taken over): a unit stays in `mine` from its
+                # claim until then, not only until the coordinator hands it to the writer, so its lease is
+                # renewed while the writer holds it, and a claim never takes it back from this worker
+                self.mine &= held
 
     def _forget_lost(self, held: set[int]) -> None:
         """Drop queued and retrying entries this worker no longer holds: another worker took them over
