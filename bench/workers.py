@@ -19,8 +19,10 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -65,11 +67,11 @@ def crawl(base: str, db: str, workers: int, threads: int, per_host: int, config:
     argv = [sys.executable, "-m", "etl.cli", "worker", str(config), "--db", db, "--quiet",
             "--set", f"source.base_url={base}", "--set", f"run.fetch_threads={threads}",
             "--set", "run.parse_processes=1", "--set", f"politeness.per_host={per_host}"]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), _children_cpu()
     procs = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(workers)]
     errors = [p.communicate()[1] for p in procs]
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, _children_cpu() - cpu_before  # the workers and their processes
     if any(p.returncode for p in procs):
         raise SystemExit("a worker failed:\n" + "\n".join(e[-1500:] for e in errors))
     engine = create_engine(driver(db))
@@ -80,7 +82,14 @@ def crawl(base: str, db: str, workers: int, threads: int, per_host: int, config:
     pages, status, seconds = run
     return {"workers": workers, "threads": threads, "per_host": per_host, "pages": pages, "status": status,
             "run_seconds": round(float(seconds), 2), "wall_seconds": round(wall, 2),
-            "pages_per_s": round(pages / float(seconds), 1), "pages_per_worker": shares}
+            "pages_per_s": round(pages / float(seconds), 1), "pages_per_worker": shares,
+            "worker_cpu_ms_per_page": round(cpu * 1000 / pages, 2)}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every finished child process (a worker and the processes it waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _simulated(db: str, run_id: int, batch: int, seconds: float, out) -> None:
@@ -154,7 +163,7 @@ def main() -> None:
     for key, per_host, counts in (("throughput", 64, (1, 2, 3, 4)), ("capped", args.cap, (1, 2, 4))):
         out[key] = []
         for n in counts:
-            peak = RESULTS / "peak.txt"
+            peak = Path(tempfile.gettempdir()) / f"etl-bench-peak-{os.getpid()}.txt"
             peak.unlink(missing_ok=True)
             os.environ["ETL_BENCH_PEAK"] = str(peak)  # a fresh server per scenario: its own peak
             with DemoServer(SiteOptions(listings=args.listings, encoding="gbk"), port=0,
