@@ -286,6 +286,10 @@ def _insert_literals(conn, stmt, table: Table, rows: list[dict[str, Any]], const
     head, tail = _around_values(stmt, conn.dialect)
     fixed = {c: sql_literal(v) for c, v in const.items()}  # the same for every row: rendered once
     columns = [c.name for c in table.columns]
+    # a column the rows leave out gets its default, as an INSERT naming it not would (frontier.claims = 0)
+    for c in table.columns:
+        if c.name not in fixed and c.default is not None and c.default.is_scalar and rows and c.name not in rows[0]:
+            fixed[c.name] = sql_literal(c.default.arg)
     values = ["(" + ",".join(fixed[c] if c in fixed else sql_literal(row.get(c)) for c in columns) + ")"
               for row in rows]
     for chunk in values_chunks(values):
