@@ -83,6 +83,7 @@ _LIST_SEP = frozenset("、,/，")
 _INDUSTRY_OK = frozenset("绩务主")
 
 _DIGIT_RUN = re.compile(r"[0-9]+")
+_DIGITS = frozenset("0123456789")
 _CODE = re.compile(
     r"(?<![0-9A-Z.¥$￥])"
     r"(?:(SH|SZ|BJ|SS)[.:]?)?"
@@ -150,8 +151,12 @@ class StockMatcher:
                 if key and key not in entries:  # dictionary already resolved clashes
                     entries[key] = (stock.code, alias in COMMON_WORD_NAMES)
         self.aliases = entries
-        self._patterns = list(entries)
-        self._values = [entries[p] for p in self._patterns]
+        self._values = [entries[p] for p in entries]
+        # Codes go into the names' automaton: one scan finds both, and no Python loop walks every digit
+        # run. A code's hit cannot hide a name's (or another code's, see _code_hits) unless some alias
+        # holds an ASCII digit; a dictionary with one falls back to the digit-run scan.
+        self._codes_scanned = not any(_DIGIT_RUN.search(p) for p in entries)
+        self._patterns = list(entries) + (sorted(self.exchange) if self._codes_scanned else [])
         if engine == "pyahocorasick":
             import ahocorasick
 
@@ -171,8 +176,8 @@ class StockMatcher:
                 self._patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest
             )
 
-    def _name_hits(self, text: str) -> list[tuple[int, int, int]]:
-        """(start, end, pattern index) of leftmost-longest alias matches."""
+    def _hits(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, pattern index) of leftmost-longest alias (and code) matches."""
         if self.engine == "pyahocorasick":
             raw = text.encode()
             hits = [
@@ -189,12 +194,24 @@ class StockMatcher:
             return out
         return [(s, e, i) for i, s, e in self._automaton.find_matches_as_indexes(text)]
 
-    def _code_hits(self, text: str) -> list[tuple[int, int, str]]:
+    def _code_runs(self, text: str, hits: list[tuple[int, int, int]]) -> list[tuple[int, str]]:
+        """(start, code) of every run of exactly six digits that is a dictionary code.
+
+        With codes in the automaton, a six-digit run is a code hit of its own: hits lie inside digit runs,
+        so none that overlaps it starts earlier. A hit inside a longer run is not a six-digit run.
+        """
+        if not self._codes_scanned:
+            return [(m.start(), m.group()) for m in _DIGIT_RUN.finditer(text)
+                    if m.end() - m.start() == 6 and m.group() in self.exchange]
+        n, runs = len(self._values), []
+        for start, end, i in hits:
+            if i >= n and not (start and text[start - 1] in _DIGITS) and text[end : end + 1] not in _DIGITS:
+                runs.append((start, text[start:end]))
+        return runs
+
+    def _code_hits(self, text: str, runs: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
         hits = []
-        for run in _DIGIT_RUN.finditer(text):  # cheap scan; full regex only at 6-digit runs
-            start, end = run.span()
-            if end - start != 6 or run.group() not in self.exchange:
-                continue
+        for start, _ in runs:  # the full regex only at six-digit runs that are codes
             m = None
             for back in (3, 2, 0):  # "SH:" / "SH" prefix, or a bare code
                 if start - back >= 0:
@@ -218,11 +235,12 @@ class StockMatcher:
     def find(self, text: str) -> dict[str, int]:
         """``{code: number of mentions}`` for one article (empty dict if none)."""
         t = normalize(text)
-        names = self._name_hits(t)
-        codes = self._code_hits(t) if any(c.isdigit() for c in t) else []
+        hits = self._hits(t)
+        values = self._values
+        names = [h for h in hits if h[2] < len(values)] if self._codes_scanned else hits
+        codes = self._code_hits(t, self._code_runs(t, hits))
         if not names and not codes:
             return {}
-        values = self._values
         accepted: list[bool] = []
         for start, end, i in names:
             code, ambiguous = values[i]
