@@ -72,20 +72,23 @@ class Folder:
         for trad, simp in pairs:
             table[ord(trad)] = ord(simp)
         self._table = table
-        self._traditional = len(pairs)  # scan patterns below this index are traditional characters
+        self._wide = frozenset(WIDE)
         import ahocorasick_rs
 
-        # no traditional character is full-width, nor maps to one: the two passes commute
+        # No traditional character is full-width, nor maps to one: the two passes commute. Matches come
+        # back as strings, not offsets: turning byte offsets into str offsets would cost more than the scan.
         chars = [t for t, _ in pairs] + list(WIDE)
-        self._scan = ahocorasick_rs.AhoCorasick(chars, implementation=ahocorasick_rs.Implementation.DFA)
+        self._scan = ahocorasick_rs.AhoCorasick(chars, matchkind=ahocorasick_rs.MatchKind.LeftmostFirst,
+                                                implementation=ahocorasick_rs.Implementation.DFA,
+                                                store_patterns=True)
 
     def _kinds(self, text: str) -> tuple[bool, bool]:
         """(has a traditional character, has a full-width letter/digit) in one scan."""
-        hits = self._scan.find_matches_as_indexes(text)
-        if not hits:
+        found = self._scan.find_matches_as_strings(text)
+        if not found:
             return False, False
-        n = self._traditional
-        return any(i < n for i, _, _ in hits), any(i >= n for i, _, _ in hits)
+        wide = self._wide
+        return any(c not in wide for c in found), any(c in wide for c in found)
 
     def to_simplified(self, text: str) -> str:
         """Traditional characters → simplified; the text itself when it has none (the common case)."""
