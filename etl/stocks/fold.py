@@ -11,10 +11,14 @@ candidate, and *not at all* when it is itself one of its candidates (``乾 → �
 make simplified text match names it does not contain. The map is one-to-one per character, so an offset
 in the folded text is an offset in the unescaped text.
 
-Cost: the matcher runs over hundreds of thousands of articles. Most are simplified already, so a C-speed
-Aho-Corasick scan for any mapped character (~14 µs per 1,000-character article) decides whether the
-``str.translate`` pass (a precomputed list indexed by code point, ~55 µs) is needed at all. Entities and
-tags cost nothing unless the text has an ``&`` or a ``<``.
+Full-width letters, digits, ``＊．`` and U+3000 become their NFKC (ASCII) forms here too: that is all NFKC
+changes in a name or a code, while full NFKC of a Chinese article (every ``，`` is a compatibility character)
+is costly; full-width ``（：，％￥`` stay as they are and the matcher's regexes accept both widths.
+
+Cost: the matcher runs over hundreds of thousands of articles, and most of them are simplified, with no
+full-width letters. So ONE C-speed Aho-Corasick scan for any character of either kind decides which of the
+two passes (``str.translate``, the full-width substitution) the text needs, if any. Entities and tags cost
+nothing unless the text has an ``&`` or a ``<``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 
@@ -30,6 +35,13 @@ log = logging.getLogger("etl.stocks")
 # A tag: '<' + a letter (or '/'), so a bare comparison ('PE<20倍') is text. Replaced by a space, which
 # normalisation then drops between CJK characters and keeps between two ASCII digits/letters.
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,300}>")
+WIDE = "\uFF0A\uFF0E" + "".join(chr(c) for c in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B),
+                                                   *range(0xFF41, 0xFF5B))) + "\u3000"
+_WIDE = re.compile("[" + WIDE + "]+")
+
+
+def _nfkc(m: re.Match[str]) -> str:
+    return unicodedata.normalize("NFKC", m.group())
 
 
 @lru_cache(maxsize=1)
@@ -60,25 +72,39 @@ class Folder:
         for trad, simp in pairs:
             table[ord(trad)] = ord(simp)
         self._table = table
-        self._scan = None
-        if pairs:
-            import ahocorasick_rs
+        self._wide = frozenset(WIDE)
+        import ahocorasick_rs
 
-            self._scan = ahocorasick_rs.AhoCorasick([t for t, _ in pairs])
+        # No traditional character is full-width, nor maps to one: the two passes commute. Matches come
+        # back as strings, not offsets: turning byte offsets into str offsets would cost more than the scan.
+        chars = [t for t, _ in pairs] + list(WIDE)
+        self._scan = ahocorasick_rs.AhoCorasick(chars, matchkind=ahocorasick_rs.MatchKind.LeftmostFirst,
+                                                implementation=ahocorasick_rs.Implementation.DFA,
+                                                store_patterns=True)
+
+    def _kinds(self, text: str) -> tuple[bool, bool]:
+        """(has a traditional character, has a full-width letter/digit) in one scan."""
+        found = self._scan.find_matches_as_strings(text)
+        if not found:
+            return False, False
+        wide = self._wide
+        return any(c not in wide for c in found), any(c in wide for c in found)
 
     def to_simplified(self, text: str) -> str:
         """Traditional characters → simplified; the text itself when it has none (the common case)."""
-        if self._scan is None or not self._scan.find_matches_as_indexes(text):
-            return text
-        return text.translate(self._table)
+        return text.translate(self._table) if self._kinds(text)[0] else text
 
     def fold(self, text: str) -> str:
-        """Entities decoded, tags spaced out, traditional characters simplified."""
+        """Entities decoded, tags spaced out, traditional characters simplified, full-width letters and
+        digits made ASCII."""
         if "&" in text:
             text = html.unescape(text)
         if "<" in text:
             text = _TAG.sub(" ", text)
-        return self.to_simplified(text)
+        traditional, wide = self._kinds(text)
+        if traditional:
+            text = text.translate(self._table)
+        return _WIDE.sub(_nfkc, text) if wide else text
 
 
 @lru_cache(maxsize=1)

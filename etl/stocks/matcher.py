@@ -5,7 +5,7 @@ article returns ``{code: mentions}``. The rules, in the order they are applied:
 
 1. **Normalisation.** ``text`` -> HTML entities decoded, tags replaced by a space, traditional
    characters simplified (``貴州&#33541;台`` -> ``贵州茅台``; see ``fold``) -> NFKC of full-width letters/digits/``＊``
-   (``Ａ`` -> ``A``; see :func:`normalize`) -> whitespace removed *except* a single space kept where both
+   (``Ａ`` -> ``A``; see ``fold`` too) -> whitespace removed *except* a single space kept where both
    neighbours are ASCII letters/digits (so ``万  科Ａ`` == ``万科A`` but
    ``订单 600519 1234`` never glues into one digit run) -> ASCII upper-cased.
    Dictionary aliases are canonicalised the same way (see ``dictionary``).
@@ -49,7 +49,6 @@ article returns ``{code: mentions}``. The rules, in the order they are applied:
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 
 from etl.stocks.dictionary import Stock
@@ -83,9 +82,8 @@ _BEFORE = re.compile(r"(?:证券简称|股票简称|简称|股票|个股)[:：�
 _LIST_SEP = frozenset("、,/，")
 _INDUSTRY_OK = frozenset("绩务主")
 
-_FULLWIDTH = re.compile(r"[\uFF0A\uFF0E\uFF10-\uFF19\uFF21-\uFF3A\uFF41-\uFF5A\u3000]+")
-_WS = re.compile(r"\s+")
 _DIGIT_RUN = re.compile(r"[0-9]+")
+_DIGITS = frozenset("0123456789")
 _CODE = re.compile(
     r"(?<![0-9A-Z.¥$￥])"
     r"(?:(SH|SZ|BJ|SS)[.:]?)?"
@@ -103,36 +101,31 @@ _SAME_MENTION_GAP = frozenset(["", "(", ":", " ", "[", "【", "（", "："])
 ENGINES = ("pyahocorasick", "ahocorasick_rs")
 
 
-def _squeeze(m: re.Match[str]) -> str:
-    """Drop a whitespace run unless it separates two ASCII letters/digits."""
-    s, i, j = m.string, m.start(), m.end()
-    return (
-        " "
-        if i > 0
-        and j < len(s)
-        and s[i - 1].isascii()
-        and s[i - 1].isalnum()
-        and s[j].isascii()
-        and s[j].isalnum()
-        else ""
-    )
+def _squeeze(text: str) -> str:
+    """Drop every whitespace run unless it separates two ASCII letters/digits (then one space).
+
+    ``str.split`` and ``\\s`` agree on what whitespace is, and splitting then joining the few pieces
+    an article has runs at C speed where a regex with a Python callback per run did not.
+    """
+    parts = text.split()
+    if len(parts) < 2:
+        return parts[0] if parts else ""
+    out = [parts[0]]
+    prev = parts[0][-1]
+    for part in parts[1:]:
+        if prev.isascii() and prev.isalnum() and part[0].isascii() and part[0].isalnum():
+            out.append(" ")
+        out.append(part)
+        prev = part[-1]
+    return "".join(out)
 
 
 def normalize(text: str) -> str:
-    """Matching form of a text: NFKC, whitespace squeezed (rule 1), upper-case.
+    """Matching form of a text: folded, whitespace squeezed (rule 1), upper-case.
 
-    NFKC is applied only to full-width letters/digits/``＊．`` and U+3000: that is
-    all NFKC changes in a name or a code, while full NFKC of a Chinese article
-    (every ``，`` is a compatibility char) costs ~80 µs. Full-width ``（：，％￥``
-    stay as they are and the regexes accept both widths.
-    Entities, tags and traditional characters are folded first (``etl.stocks.fold``).
+    Entities, tags, traditional and full-width characters are folded first (``etl.stocks.fold``).
     """
-    text = default_folder().fold(text)
-    if _FULLWIDTH.search(text):
-        text = _FULLWIDTH.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
-    if _WS.search(text):
-        text = _WS.sub(_squeeze, text)
-    return text.upper()
+    return _squeeze(default_folder().fold(text)).upper()
 
 
 class StockMatcher:
@@ -158,8 +151,12 @@ class StockMatcher:
                 if key and key not in entries:  # dictionary already resolved clashes
                     entries[key] = (stock.code, alias in COMMON_WORD_NAMES)
         self.aliases = entries
-        self._patterns = list(entries)
-        self._values = [entries[p] for p in self._patterns]
+        self._values = [entries[p] for p in entries]
+        # Codes go into the names' automaton: one scan finds both, and no Python loop walks every digit
+        # run. A code's hit cannot hide a name's (or another code's, see _code_hits) unless some alias
+        # holds an ASCII digit; a dictionary with one falls back to the digit-run scan.
+        self._codes_scanned = not any(_DIGIT_RUN.search(p) for p in entries)
+        self._patterns = list(entries) + (sorted(self.exchange) if self._codes_scanned else [])
         if engine == "pyahocorasick":
             import ahocorasick
 
@@ -175,12 +172,14 @@ class StockMatcher:
         else:
             import ahocorasick_rs
 
-            self._automaton = ahocorasick_rs.AhoCorasick(
-                self._patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest
+            self._automaton = ahocorasick_rs.AhoCorasick(  # a DFA: slower to build, faster to scan
+                self._patterns,
+                matchkind=ahocorasick_rs.MatchKind.LeftmostLongest,
+                implementation=ahocorasick_rs.Implementation.DFA,
             )
 
-    def _name_hits(self, text: str) -> list[tuple[int, int, int]]:
-        """(start, end, pattern index) of leftmost-longest alias matches."""
+    def _hits(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, pattern index) of leftmost-longest alias (and code) matches."""
         if self.engine == "pyahocorasick":
             raw = text.encode()
             hits = [
@@ -197,12 +196,24 @@ class StockMatcher:
             return out
         return [(s, e, i) for i, s, e in self._automaton.find_matches_as_indexes(text)]
 
-    def _code_hits(self, text: str) -> list[tuple[int, int, str]]:
+    def _code_runs(self, text: str, hits: list[tuple[int, int, int]]) -> list[tuple[int, str]]:
+        """(start, code) of every run of exactly six digits that is a dictionary code.
+
+        With codes in the automaton, a six-digit run is a code hit of its own: hits lie inside digit runs,
+        so none that overlaps it starts earlier. A hit inside a longer run is not a six-digit run.
+        """
+        if not self._codes_scanned:
+            return [(m.start(), m.group()) for m in _DIGIT_RUN.finditer(text)
+                    if m.end() - m.start() == 6 and m.group() in self.exchange]
+        n, runs = len(self._values), []
+        for start, end, i in hits:
+            if i >= n and not (start and text[start - 1] in _DIGITS) and text[end : end + 1] not in _DIGITS:
+                runs.append((start, text[start:end]))
+        return runs
+
+    def _code_hits(self, text: str, runs: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
         hits = []
-        for run in _DIGIT_RUN.finditer(text):  # cheap scan; full regex only at 6-digit runs
-            start, end = run.span()
-            if end - start != 6 or run.group() not in self.exchange:
-                continue
+        for start, _ in runs:  # the full regex only at six-digit runs that are codes
             m = None
             for back in (3, 2, 0):  # "SH:" / "SH" prefix, or a bare code
                 if start - back >= 0:
@@ -226,11 +237,12 @@ class StockMatcher:
     def find(self, text: str) -> dict[str, int]:
         """``{code: number of mentions}`` for one article (empty dict if none)."""
         t = normalize(text)
-        names = self._name_hits(t)
-        codes = self._code_hits(t) if any(c.isdigit() for c in t) else []
+        hits = self._hits(t)
+        values = self._values
+        names = [h for h in hits if h[2] < len(values)] if self._codes_scanned else hits
+        codes = self._code_hits(t, self._code_runs(t, hits))
         if not names and not codes:
             return {}
-        values = self._values
         accepted: list[bool] = []
         for start, end, i in names:
             code, ambiguous = values[i]
