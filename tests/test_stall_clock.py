@@ -45,7 +45,7 @@ def coordinator(queued: list[Request]) -> tuple[SimpleNamespace, list[tuple[str,
     todo = list(queued)
     fake = SimpleNamespace(
         cfg=cfg, fetch=FakeFetch(), pool=SimpleNamespace(has_room=lambda: True),
-        frontier=SimpleNamespace(next=lambda now: todo.pop(0) if todo else None),
+        frontier=SimpleNamespace(next=lambda now: todo.pop(0) if todo else None, given_up=lambda: []),
         _failed=lambda req, stage, error, status=None: failed.append((req.url, error)))
     return fake, failed
 
