@@ -63,21 +63,24 @@ def _load_stocks(engine, url: str) -> None:
         dialect_for(url).upsert_rows(conn, schema.stocks, schema.NATURAL_KEYS["stocks"], (), rows)
 
 
-def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
-    """Migrate, take the job's lock, prepare the source (demo site, seeded table, download), then create
-    or resume the run. The lock is held until `close_run`: one job, one run at a time, on any machine."""
+def ready_database(cfg: Config) -> None:
+    """Writable and migrated, or DatabaseError with a one-line message (etl run and etl worker alike)."""
     problem = dialect_for(cfg.database_url).writable_problem(cfg.database_url)
     if problem:
         raise db.DatabaseError(problem)
-    db.upgrade(cfg.database_url, cfg.database.connect_wait)  # raises DatabaseError with a one-line message
-    lock = take_job_lock(cfg)
+    db.upgrade(cfg.database_url, cfg.database.connect_wait)
+
+
+def start_run(cfg: Config, source: Source, lock: NamedLock, make_state) -> RunState:
+    """Under the job's `lock` (held): prepare the source (demo site, seeded table, download), make sure of
+    the target table, get the run from `make_state(engine)` (created, resumed or joined), load the stock
+    list if the job needs it. The lock goes with the state, or is freed if anything fails."""
     try:
         source.prepare()
         engine = db.make_engine(cfg.database_url)
         try:
             targets.ensure(engine, cfg.target)
-            _refuse_if_workers(cfg, engine)
-            state = _resume_or_create(cfg, engine, fresh, source)
+            state = make_state(engine)
             if cfg.transform.type == "stock_mentions":
                 _load_stocks(engine, cfg.database_url)
         except targets.TargetError as exc:
@@ -89,6 +92,19 @@ def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
         raise
     state.lock = lock
     return state
+
+
+def open_run(cfg: Config, fresh: bool, source: Source) -> RunState:
+    """Migrate, take the job's lock, then create or resume the run. The lock is held until `close_run`:
+    one job, one run at a time, on any machine."""
+    ready_database(cfg)
+    lock = take_job_lock(cfg)
+
+    def make_state(engine) -> RunState:
+        _refuse_if_workers(cfg, engine)
+        return _resume_or_create(cfg, engine, fresh, source)
+
+    return start_run(cfg, source, lock, make_state)
 
 
 def _refuse_if_workers(cfg: Config, engine) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from etl import db, schema, targets
+from etl import db, schema
 from etl.config.model import Config, ConfigError
 from etl.dialects import dialect_for
 from etl.dialects.base import mask_url
@@ -32,7 +32,7 @@ from etl.errors import one_line
 from etl.locks import NamedLock, lock_key
 from etl.outcome import NOTHING_SUCCEEDED, Stats
 from etl.progress import Progress
-from etl.runs import RunState, _load_stocks, _resume_or_create, count_failures, finish_run
+from etl.runs import RunState, _resume_or_create, count_failures, finish_run, ready_database, start_run
 from etl.shared import Share
 from etl.sources import source_for
 from etl.sources.base import Source
@@ -81,32 +81,17 @@ def join(cfg: Config, source: Source, owner: str) -> RunState:
     why = source.unshareable()
     if why:
         raise ConfigError(f"etl worker: {why}")
-    problem = dialect.writable_problem(cfg.database_url)
-    if problem:
-        raise db.DatabaseError(problem)
-    db.upgrade(cfg.database_url, cfg.database.connect_wait)
+    ready_database(cfg)
     job_lock = _lock(cfg, f"etl:job:{cfg.job}", shared=True)
     try:
         if not job_lock.acquire():
             raise db.DatabaseError(f"job {cfg.job!r} is running on one machine (etl run) in "
                                    f"{mask_url(cfg.database_url)}; wait for it or stop it first")
         with _start_lock(cfg):
-            source.prepare()
-            engine = db.make_engine(cfg.database_url)
-            try:
-                targets.ensure(engine, cfg.target)
-                state = _join_or_open(cfg, engine, source, owner)
-                if cfg.transform.type == "stock_mentions":
-                    _load_stocks(engine, cfg.database_url)
-            except targets.TargetError as exc:
-                raise db.DatabaseError(str(exc)) from None
-            finally:
-                engine.dispose()
+            return start_run(cfg, source, job_lock, lambda engine: _join_or_open(cfg, engine, source, owner))
     except BaseException:
-        job_lock.release()
+        job_lock.release()  # idempotent: start_run frees it too when it fails
         raise
-    state.lock = job_lock
-    return state
 
 
 def _live_workers(conn, job: str) -> int:
