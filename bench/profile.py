@@ -26,7 +26,7 @@ from bench import site as bsite  # noqa: E402
 from bench.common import PY, pg_scalar, scratch_db  # noqa: E402
 
 WAITS = ("wait (", "select (", "Condition.wait", "Queue.get", "_recv (", "SemLock.__enter__", "acquire",
-         "_worker (concurrent/futures/thread.py", "_sender (etl/parse/pool.py", "send (etl/fetch.py")
+         "_worker (concurrent/futures/thread.py", "_sender (etl/parse/pool.py", "send (etl/fetch/stage.py")
 
 
 def role(stack: str) -> str:
@@ -35,8 +35,8 @@ def role(stack: str) -> str:
         return "writer process"
     if "_worker_main (etl/parse/pool.py" in stack:
         return "parse process"
-    if "_stage_main (etl/fetch.py" in stack:
-        return "fetch process: sender thread" if ";send (etl/fetch.py" in stack else "fetch process: threads"
+    if "_stage_main (etl/fetch/stage.py" in stack:
+        return "fetch process: sender thread" if ";send (etl/fetch/stage.py" in stack else "fetch process: threads"
     if "resource_tracker" in stack:
         return "other child"
     if "_sender (etl/parse/pool.py" in stack:

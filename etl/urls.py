@@ -11,6 +11,7 @@ the page wrote it.
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 
@@ -93,11 +94,39 @@ def absolute(base: str, href: str | None) -> str | None:
     return url if len(url) <= MAX_URL and "\x00" not in url else None
 
 
+# A URL already in canonical form, as most links a site writes are: lower-case host of plain labels, no
+# default or zero-led port, a path of unreserved characters without dot segments, a query of key=value
+# pairs (checked for order below), no fragment. canonicalize_url returns it unchanged, and parsing it
+# costs the coordinator more than everything else it does per page, so canonical() skips it.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_UNRESERVED = r"[A-Za-z0-9._~-]"
+_PLAIN = re.compile(
+    rf"(https?)://(?:{_LABEL}\.)*{_LABEL}(?::([1-9][0-9]{{0,4}}))?((?:/{_UNRESERVED}*)+)"
+    rf"(?:\?({_UNRESERVED}+={_UNRESERVED}*(?:&{_UNRESERVED}+={_UNRESERVED}*)*))?")
+
+
+def _already_canonical(url: str) -> bool:
+    m = _PLAIN.fullmatch(url)
+    if m is None or "/." in m.group(3) or "xn--" in url:  # dot segments; IDNA labels are w3lib's to check
+        return False
+    scheme, port, query = m.group(1), m.group(2), m.group(4)
+    if port is not None and int(port) == DEFAULT_PORTS[scheme]:
+        return False
+    if query is not None:
+        pairs = [tuple(pair.split("=", 1)) for pair in query.split("&")]
+        return pairs == sorted(pairs)
+    return True
+
+
 def canonical(url: str) -> str:
     """The form two spellings of one page share: scheme and host lower-cased, default port dropped, dot
     segments resolved, percent-encoding normalised, query arguments sorted, fragment dropped (w3lib's
     canonicalize_url, as Scrapy's request fingerprints use it). Work units that are not URLs
     (`sql:news:1`) pass through unchanged."""
+    return url if _already_canonical(url) else _canonicalized(url)
+
+
+def _canonicalized(url: str) -> str:
     scheme = url.split(":", 1)[0].lower()
     if scheme not in ("http", "https"):
         return url

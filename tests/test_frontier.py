@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etl.frontier import LocalFrontier
 from etl.items import Request
@@ -189,3 +191,49 @@ def test_a_resume_reads_a_bounded_share_of_a_big_frontier() -> None:
     f = LocalFrontier(prio, memory=10, seen_memory=50)
     f.load(snap.pending, snap.seen, snap.urls)
     assert f.remaining().spilled and f.seen_full and f.urls == 2000
+
+
+_CLEAN = {"hosts": ["a.example", "127.0.0.1", "localhost", "sub.a-b.example"], "ports": ["", ":8000"],
+          "segments": ["a", "B", "~u", "a.b", "-_", "", "x."], "keys": ["a", "b", "B", "a.b", "~"],
+          "values": ["", "1", "2", "x~y"], "schemes": ["http", "https"], "tails": [""]}
+_ODD = {"hosts": ["A.example", "xn--fsq.example", "a-.example", "-a.example", "a..example", "a.example.",
+                  "x" * 64 + ".example"], "ports": [":80", ":443", ":080", ":0", ":99999", ":"],
+        "segments": [".", "..", "%7e", "%41", "é", "a b", "!", "'", "(x)", "a;b", "a,b", ".x"],
+        "keys": ["a+b", "%41", ""], "values": ["é", "a b", "%2f"], "schemes": ["HTTP"],
+        "tails": ["?", "#frag", "?#x"]}
+
+
+@st.composite
+def _urls(draw) -> str:
+    """Mostly clean URLs (the fast path's own) with, now and then, one odd part of each kind."""
+    def part(kind: str) -> str:
+        odd = draw(st.integers(0, 9)) == 0
+        return draw(st.sampled_from(_ODD[kind] if odd else _CLEAN[kind]))
+
+    path = "".join("/" + part("segments") for _ in range(draw(st.integers(0, 4))))
+    pairs = [(part("keys"), part("values")) for _ in range(draw(st.integers(0, 4)))]
+    query = "&".join(f"{k}={v}" if draw(st.integers(0, 9)) or v else k for k, v in pairs)
+    return (f"{part('schemes')}://{part('hosts')}{part('ports')}{path}" + (f"?{query}" if query else "")
+            + part("tails"))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_urls())
+def test_the_fast_path_of_canonical_agrees_with_w3lib(url: str) -> None:
+    """canonical() returns a URL as it is when it looks canonical already, without asking w3lib: on
+    every spelling around the edges of that test (case, default and zero-led ports, dot segments,
+    escapes, IDNA labels, query order and blank values, fragments), the answer is w3lib's."""
+    from etl.urls import _canonicalized
+
+    assert canonical(url) == _canonicalized(url)
+
+
+def test_the_fast_path_takes_the_usual_links() -> None:
+    from etl.urls import _already_canonical
+
+    for url in ["http://127.0.0.1:8000/bj/ershoufang/pg2/", "https://sh.example.com/ershoufang/1011.html",
+                "https://a.example/list?city=bj&page=2"]:
+        assert _already_canonical(url), url
+    for url in ["https://a.example/list?page=2&city=bj", "HTTP://a.example/", "http://a.example:80/",
+                "http://a.example/a/../b", "http://a.example/%7e", "http://a.example"]:
+        assert not _already_canonical(url), url
