@@ -96,8 +96,8 @@ def absolute(base: str, href: str | None) -> str | None:
 
 # A URL already in canonical form, as most links a site writes are: lower-case host of plain labels, no
 # default or zero-led port, a path of unreserved characters without dot segments, a query of key=value
-# pairs (checked for order below), no fragment. canonicalize_url returns it unchanged, and parsing it
-# costs the coordinator more than everything else it does per page, so canonical() skips it.
+# pairs (checked for order below), no fragment. canonicalize_url returns it unchanged; canonical() runs in
+# the coordinator for every link and every page, so it skips w3lib's parse for these.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _UNRESERVED = r"[A-Za-z0-9._~-]"
 _PLAIN = re.compile(
@@ -132,7 +132,7 @@ def _canonicalized(url: str) -> str:
         return url
     try:
         parts = urlsplit(url)
-        if parts.port == {"http": 80, "https": 443}[scheme]:  # w3lib keeps an explicit default port
+        if parts.port == DEFAULT_PORTS[scheme]:  # w3lib keeps an explicit default port
             netloc = parts.netloc.rsplit(":", 1)[0]
             url = parts._replace(netloc=netloc).geturl()
         return canonicalize_url(url)
