@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from etl.arena import Slot
 
 
 @dataclass(slots=True)
@@ -74,11 +77,13 @@ class Failure:
 # ------------------------------------------------------------------------------ fetch stage → coordinator
 @dataclass(slots=True)
 class Fetched:
-    """A page the fetch stage got, still pickled: the coordinator forwards the bytes to a parse process."""
+    """A page the fetch stage got, still pickled: the coordinator forwards it to a parse process as it is,
+    the bytes themselves or, for a page in the shared arena (etl/arena.py), where they lie."""
 
     url: str  # the request's URL (the coordinator's handle on it)
     status: int
-    payload: bytes  # pickle of the Page
+    payload: bytes  # pickle of the Page; empty when it is in the arena
+    slot: Slot | None = None
 
 
 # ------------------------------------------------------------------------------ coordinator → writer

@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any
 
+from etl.arena import Arena
 from etl.carried import Packer
 from etl.config.model import Config
 from etl.fetch import FetchFailure, FetchStage
@@ -28,7 +29,7 @@ from etl.frontier.store import Lookup
 from etl.incremental import Known, validators_of
 from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
 from etl.outcome import NO_ROW_FROM_ITEMS, NOTHING_STORED, NOTHING_SUCCEEDED, Stats
-from etl.parse.pool import CRASHED, Job, ParsePool
+from etl.parse.pool import CRASHED, DEPTH, Job, ParsePool
 from etl.plugins import load_plugin
 from etl.progress import Progress
 from etl.runs import RunState, close_run, count_failures, finish_run, open_run
@@ -55,6 +56,7 @@ class Coordinator:
         self.stop_requested = threading.Event()
         self.writer_restarts = 0
         self.fetch: FetchStage | None = None
+        self.arena: Arena | None = None  # fetched pages' bytes, shared by the fetch and parse processes
         self.writer = WriterLink(self.ctx)
         self.lookup = Lookup(cfg.database_url, state.run_id)  # membership past the seen-set's cap
         self.frontier: LocalFrontier = (
@@ -112,7 +114,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------------------- parse pool
     def _start_parsers(self) -> None:
-        self.pool = ParsePool(self.ctx, self.cfg.run.parse_processes, self.cfg, self.domains)
+        run = self.cfg.run
+        if self.source.fetches:  # a slot for every page that can be in flight, and margin for freed ones
+            self.arena = Arena.create(2 * run.fetch_threads + run.parse_processes * DEPTH)
+        self.pool = ParsePool(self.ctx, run.parse_processes, self.cfg, self.domains, arena=self.arena)
 
     def _failed(self, req: Request, stage: str, error: str, status: int | None = None) -> None:
         self.stats.pages_failed += 1
@@ -173,7 +178,7 @@ class Coordinator:
         try:
             results = self.fetch.results()
         except (EOFError, OSError):  # the fetch process died: its requests go back to the frontier
-            self.fetch.restart()
+            self.fetch.restart({job.slot.index for job in self.pool.pending_items() if job.slot is not None})
             self.frontier.give_back(req for req, _ in fetching.values())
             fetching.clear()
             return
@@ -185,12 +190,14 @@ class Coordinator:
         for result in results:
             fetched = type(result) is Fetched
             req, _ = fetching.pop(result.url if fetched else result.request.url, (None, 0.0))
-            if req is None:
-                continue  # already handed back (restart), given up as stalled, or fetched twice after a writer recovery
+            if req is None:  # already handed back (restart), given up as stalled, or fetched twice after a writer recovery
+                if fetched and result.slot is not None:
+                    self.fetch.free(result.slot)
+                continue
             if fetched and result.status == 304:  # the copy we hold is current: nothing to parse
                 self._parsed(Parsed(req, validators=validators_of(result.payload)), 304)
             elif fetched:
-                self.pool.submit(Job.fetched(req, result.status, result.payload))
+                self.pool.submit(Job.fetched(req, result.status, result.payload, result.slot))
             else:
                 self._fetch_failed(req, result)
 
@@ -212,6 +219,8 @@ class Coordinator:
 
     def _handle_parsed(self, results: list[tuple[Job, Any]]) -> None:
         for job, result in results:
+            if job.slot is not None:
+                self.fetch.free(job.slot)
             if result is CRASHED:
                 self._failed(job.request, "parse", "the parse process died while parsing this page (alone)")
             else:
@@ -223,7 +232,8 @@ class Coordinator:
         self._start_parsers()
         if self.source.fetches:
             self.fetch = FetchStage(self.ctx, self.cfg.fetch, self.domains, self.cfg.run.fetch_threads,
-                                    self.source.credentials(), http=self.cfg.run.http, share=self.share)
+                                    self.source.credentials(), http=self.cfg.run.http, share=self.share,
+                                    arena=self.arena)
         try:
             while True:
                 self._loop()
@@ -242,6 +252,8 @@ class Coordinator:
             self.writer.close()
             self.lookup.close()
             self.frontier.close()
+            if self.arena is not None:
+                self.arena.close()
 
     def _refill(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         busy = set(fetching) | {job.request.url for job in self.pool.pending_items()}
@@ -267,7 +279,7 @@ class Coordinator:
             else:
                 fetching[req.url] = (req, None)  # not sent yet: the stall clock starts at Sent
                 handover.append(req)
-        if handover:
+        if handover or (self.fetch is not None and self.fetch.owes_slots()):
             self.fetch.submit(handover)
         return started
 

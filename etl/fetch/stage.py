@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
+from etl.arena import Arena, Slot
 from etl.config.model import FetchSettings
 from etl.errors import one_line
 from etl.fetch.fetcher import Fetcher, FetchFailure
@@ -16,6 +18,7 @@ from etl.shared import Share
 log = logging.getLogger("etl.fetch")
 
 BUNDLE_BYTES = 2 * 2**20  # results travel to the coordinator in bundles of up to this many body bytes
+FREED_SENT_AT = 8  # freed arena slots sent back on their own when no requests go out (the arena has margin)
 SENT_KEPT = 100_000  # Sent reports held for take_sent(); far more than any number of requests in flight
 
 
@@ -29,14 +32,23 @@ class Sent:
     waiting: bool = False
 
 
+@dataclass(slots=True)
+class Handover:
+    """Coordinator → fetch process: requests to fetch, and arena slots whose pages are done with."""
+
+    requests: list[Request]
+    freed: list[int] = field(default_factory=list)
+
+
 def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads: int,
                 credentials: dict[str, tuple[str, str]] | None = None, http: str = "requests",
-                share: Share | None = None) -> None:
+                share: Share | None = None, arena: Arena | None = None, free: tuple[int, ...] = ()) -> None:
     """The fetch stage's own process: a thread pool of Fetchers. Requests arrive in lists; results leave
     in bundles sent by one sender thread, so a fetch thread never waits for the pipe or for another
     thread's send (a lock around the pipe made 16 threads queue behind each other for the GIL).
-    Pages are pickled here, once, and the coordinator forwards those bytes to a parse process as they
-    are. A bundle is a pickled list of Sent / Fetched / FetchFailure, in the order they happened."""
+    Pages are pickled here, once, into a slot of the shared arena when one is free and the page fits
+    (etl/arena.py), else into the bundle; the coordinator forwards either to a parse process as it is.
+    A bundle is a pickled list of Sent / Fetched / FetchFailure, in the order they happened."""
     import queue
     import signal
     from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +63,7 @@ def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads
         fetcher = SharedFetcher(settings, domains, run_id=share.run_id, owner=share.owner, url=share.url,
                                 pool_size=threads, credentials=credentials, http=http)
     done: queue.SimpleQueue = queue.SimpleQueue()  # at most a result and a few Sent per request in flight
+    slots: deque[int] = deque(free)  # the arena's slots this process may fill
 
     def run(request: Request) -> None:
         try:
@@ -58,7 +71,9 @@ def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads
         except Exception as exc:  # never lose a request: the coordinator waits for every one it handed over
             result = FetchFailure(request, f"fetch error: {type(exc).__name__}: {one_line(exc)}")
         if isinstance(result, Page):
-            done.put(Fetched(request.url, result.status, pickle.dumps(result, pickle.HIGHEST_PROTOCOL)))
+            payload = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+            slot = arena.put(slots, payload) if arena is not None and result.status != 304 else None
+            done.put(Fetched(request.url, result.status, b"" if slot else payload, slot))
         else:
             done.put(result)
 
@@ -92,7 +107,8 @@ def _stage_main(conn, settings: FetchSettings, domains: tuple[str, ...], threads
                 break
             if batch is None:
                 break
-            for request in batch:
+            slots.extend(batch.freed)
+            for request in batch.requests:
                 pool.submit(run, request)
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -102,30 +118,48 @@ class FetchStage:
 
     def __init__(self, ctx, settings: FetchSettings, domains: tuple[str, ...], threads: int,
                  credentials: dict[str, tuple[str, str]] | None = None, http: str = "requests",
-                 share: Share | None = None) -> None:
+                 share: Share | None = None, arena: Arena | None = None) -> None:
         self.ctx, self.settings, self.domains, self.threads = ctx, settings, domains, threads
         self.http = http  # [run] http: the engine the stage's Fetcher uses
         self.credentials = credentials or {}
         self.share = share
+        self.arena = arena  # shared with the parse processes; the caller owns (and closes) it
+        self.held: set[int] = set()  # slots holding pages the coordinator has not given back yet
+        self.freed: list[int] = []  # slots done with, handed back with the next submit()
         self.sent: list[Sent] = []
-        self._spawn()
+        self._spawn(range(arena.slots) if arena else ())
 
-    def _spawn(self) -> None:
+    def _spawn(self, free) -> None:
         self.conn, child = self.ctx.Pipe()
         self.process = self.ctx.Process(target=_stage_main, args=(child, self.settings, self.domains, self.threads,
-                                                                       self.credentials, self.http, self.share),
+                                                                       self.credentials, self.http, self.share,
+                                                                       self.arena, tuple(free)),
                                         daemon=True, name="etl-fetch")
         self.process.start()
         child.close()
         log.info("fetch process started (pid %d)", self.process.pid)
 
     def submit(self, requests: list[Request]) -> bool:
-        """Hand over requests, all in one message (one wakeup of the stage per coordinator turn)."""
+        """Hand over requests, all in one message (one wakeup of the stage per coordinator turn), with the
+        arena slots freed since the last one."""
         try:
-            self.conn.send(requests)
+            self.conn.send(Handover(requests, self.freed))
+            self.freed = []
             return True
         except OSError:
             return False
+
+    def free(self, slot: Slot) -> None:
+        """The page in `slot` is parsed (or dropped): the fetch process may fill the slot again. A slot
+        not held (freed twice, or already the fetch process's own since a restart) is left alone: giving
+        it back again would let two pages be written into it at once."""
+        if slot.index in self.held:
+            self.held.remove(slot.index)
+            self.freed.append(slot.index)
+
+    def owes_slots(self) -> bool:
+        """Enough freed slots wait to be worth a message of their own when no request goes out."""
+        return len(self.freed) >= FREED_SENT_AT
 
     def results(self) -> list[Fetched | FetchFailure]:
         """Everything that has arrived: Fetched pages (still pickled) and FetchFailures. The Sent reports
@@ -136,8 +170,10 @@ class FetchStage:
             for item in pickle.loads(self.conn.recv_bytes()):
                 if type(item) is Sent:
                     self.sent.append(item)
-                else:
-                    out.append(item)
+                    continue
+                if type(item) is Fetched and item.slot is not None:
+                    self.held.add(item.slot.index)
+                out.append(item)
         del self.sent[:-SENT_KEPT]  # a caller that never reads them (bench/fetch_only.py) keeps memory bounded
         return out
 
@@ -146,12 +182,17 @@ class FetchStage:
         sent, self.sent = self.sent, []
         return sent
 
-    def restart(self) -> None:
-        self.sent = []
+    def restart(self, in_use: set[int] | frozenset[int] = frozenset()) -> None:
+        """A new fetch process, after the last one died. `in_use`: the arena slots whose pages are still
+        waiting for a parse process; every other slot is the new process's to fill."""
+        self.sent, self.freed, self.held = [], [], set(in_use)
         log.warning("the fetch process died (exit code %s); restarting it", self.process.exitcode)
         self.conn.close()
         self.process.join(timeout=5)
-        self._spawn()
+        if self.process.is_alive():  # it must not write into a slot the new process is given
+            self.process.kill()
+            self.process.join(timeout=5)
+        self._spawn([i for i in range(self.arena.slots) if i not in in_use] if self.arena else ())
 
     def close(self) -> None:
         try:

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from etl.arena import Arena, Slot
 from etl.items import Parsed, Request
 
 log = logging.getLogger("etl.parse.pool")
+
+DEPTH = 8  # pages queued per parse process
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class WorkerReady:
     pid: int
 
 
-def _worker_main(conn: Connection, cfg, domains) -> None:
+def _worker_main(conn: Connection, cfg, domains, arena: Arena | None = None) -> None:
     import os
 
     from etl.parse import worker
@@ -50,6 +53,8 @@ def _worker_main(conn: Connection, cfg, domains) -> None:
             item = conn.recv()
             if item is None:
                 return
+            if type(item) is Slot:  # the page lies in the shared arena: unpickled from there, not copied
+                item = arena.load(item)
             conn.send(worker.process(item))
         except (EOFError, OSError):  # the coordinator is gone (killed): nothing to report to, exit quietly
             return
@@ -87,15 +92,18 @@ _STOP = object()
 @dataclass(slots=True)
 class Job:
     """One unit for a parse process: the pickled Page as the fetch stage sent it (never unpickled in the
-    coordinator), or the Request itself for a kind that does not fetch, and what the coordinator needs
-    to know about it."""
+    coordinator) or its arena Slot, or the Request itself for a kind that does not fetch, and what the
+    coordinator needs to know about it."""
 
     request: Request
     status: int
-    payload: bytes
+    payload: bytes  # what goes down the worker's pipe as it is
+    slot: Slot | None = None  # held until the page's result is back
 
     @classmethod
-    def fetched(cls, request: Request, status: int, payload: bytes) -> Job:
+    def fetched(cls, request: Request, status: int, payload: bytes, slot: Slot | None = None) -> Job:
+        if slot is not None:
+            return cls(request, status, pickle.dumps(slot, pickle.HIGHEST_PROTOCOL), slot)
         return cls(request, status, payload)
 
     @classmethod
@@ -114,16 +122,17 @@ CRASHED = Crashed()
 
 
 class ParsePool:
-    def __init__(self, ctx, processes: int, cfg, domains: tuple[str, ...], depth: int = 8) -> None:
-        self.ctx, self.cfg, self.domains, self.depth = ctx, cfg, domains, depth
+    def __init__(self, ctx, processes: int, cfg, domains: tuple[str, ...], depth: int = DEPTH,
+                 arena: Arena | None = None) -> None:
+        self.ctx, self.cfg, self.domains, self.depth, self.arena = ctx, cfg, domains, depth, arena
         self.timeout = float(cfg.run.parse_timeout)
         self.workers = [self._spawn() for _ in range(processes)]
         self.suspects: deque[Job] = deque()
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker_main, args=(child, self.cfg, self.domains), daemon=True,
-                                   name="etl-parse")
+        process = self.ctx.Process(target=_worker_main, args=(child, self.cfg, self.domains, self.arena),
+                                   daemon=True, name="etl-parse")
         process.start()
         child.close()
         w = _Worker(process, parent)
