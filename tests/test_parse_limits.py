@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etl import config
 from etl.items import Page, Parsed, Request
 from etl.parse.engines import ENGINES
 from etl.parse.extract import Extractor
-from etl.parse.limits import MAX_DEPTH, nesting_depth
+from etl.parse.limits import MAX_DEPTH, _start_tags_at_most, nesting_depth, too_deep
+from etl.parse.whatwg import CODECS
 from etl.parse.pool import CRASHED, Job, ParsePool
 from tests.test_extract import BASE, DOMAINS, UNIT_CONFIG, page_of
 
@@ -70,6 +74,27 @@ def test_nesting_depth_counts_unclosed_and_closed_nesting():
     assert nesting_depth("<DIV><span></DIV>" * 10) == 2  # the end tag closes the span inside it too
     assert nesting_depth("<ul><li>" * 100) == 100  # li is not counted: a lower bound of the real depth
     assert nesting_depth("<div>" * 100_000, limit=500) > 500  # stops early once over the limit
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["<div>", "</div>", "<a href=x>", "</a>", "<br>", "</", "<", "/"]),
+                          st.text(min_size=1, max_size=3)), max_size=40),
+       st.sampled_from(sorted(CODECS)))
+def test_the_quick_bound_over_the_raw_bytes_never_counts_fewer_start_tags_than_the_text_has(parts, codec):
+    """The depth check counts "<" and "</" in the undecoded bytes: in every encoding a page is decoded
+    from, that must bound the start tags of the text from above, whatever characters stand around them
+    (CJK double bytes, UTF-16's zero bytes, ISO-2022-JP's escapes)."""
+    raw = "".join(parts).encode(codec, "xmlcharrefreplace")
+    text = raw.decode(codec, "replace")
+    assert _start_tags_at_most(text, raw) >= len(re.findall(r"<[A-Za-z]", text))
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "gb18030", "big5", "shift_jis", "euc-kr", "iso2022_jp",
+                                   "utf-16-le", "utf-16-be", "windows-1252"])
+def test_a_deep_page_is_refused_in_any_encoding(codec):
+    text = "<html><body>" + "<div>深い" * (MAX_DEPTH + 10) + "</body></html>"
+    raw = text.encode(codec, "xmlcharrefreplace")
+    assert too_deep(raw.decode(codec), raw) is not None
 
 
 # ---------------------------------------------------------------------------------------------- deep JSON

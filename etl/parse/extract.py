@@ -196,7 +196,7 @@ class Extractor:
                             "cannot decode)" if coding not in ("", "identity", "gzip", "deflate") else str(exc))
             return result
         try:
-            root = parse_html(text, self.cfg.run.engine)
+            root = parse_html(text, self.cfg.run.engine, page.body)
         except TooDeep as exc:
             result.error = str(exc)
             return result

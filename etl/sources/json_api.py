@@ -240,7 +240,7 @@ class _JsonReader:
             from etl.parse.engines import parse_html
 
             try:
-                root = parse_html(decode_html(page.body, ctype)[0], self.cfg.run.engine)
+                root = parse_html(decode_html(page.body, ctype)[0], self.cfg.run.engine, page.body)
             except DecodeError as exc:
                 result.error = str(exc)
                 return
