@@ -21,6 +21,7 @@ MAX_URL = 2000  # longer links are not followed (servers and index keys have lim
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNSAFE_AUTHORITY = re.compile(r"[\s\x00-\x1f\\]")  # whitespace (as str.isspace), controls, a backslash
 
 
 def host_port(url: str) -> tuple[str, int] | None:
@@ -36,7 +37,7 @@ def host_port(url: str) -> tuple[str, int] | None:
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
-    if "\\" in parts.netloc or any(c.isspace() or ord(c) < 32 for c in parts.netloc):
+    if _UNSAFE_AUTHORITY.search(parts.netloc):
         return None
     if "%" in parts.hostname:  # libcurl decodes %2e / %23 in a host, urllib3 does not, http.client asserts
         return None

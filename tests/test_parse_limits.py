@@ -17,8 +17,8 @@ from etl.items import Page, Parsed, Request
 from etl.parse.engines import ENGINES
 from etl.parse.extract import Extractor
 from etl.parse.limits import MAX_DEPTH, _start_tags_at_most, nesting_depth, too_deep
-from etl.parse.whatwg import CODECS
 from etl.parse.pool import CRASHED, Job, ParsePool
+from etl.parse.whatwg import CODECS
 from tests.test_extract import BASE, DOMAINS, UNIT_CONFIG, page_of
 
 

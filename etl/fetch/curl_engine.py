@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,21 @@ ERRORS: dict[int, tuple[str, bool]] = {
     97: ("ProxyError", True),  # proxy handshake
 }
 TIMED_OUT, WRITE_STOPPED = 28, 23
+
+# A URL requests would send as it is: lower-case http(s), a host of plain lower-case labels, a port without
+# a leading zero, a path and query of characters neither requote_uri nor urllib3 touches (no "%", no
+# fragment, no userinfo). Most crawled links look like this; preparing each costs ~0.05 ms of the GIL.
+_PLAIN = re.compile(r"https?://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+                    r"(?::[1-9][0-9]{0,4})?/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?]+)?")
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:[/?]|$)")
+
+
+def _plain(url: str) -> bool:
+    m = _PLAIN.fullmatch(url)
+    if m is None or _DOT_SEGMENT.search(url.partition("?")[0]):
+        return False
+    port = url.split("/", 3)[2].partition(":")[2]
+    return not port or int(port) <= 65535
 
 
 class CurlReply:
@@ -153,6 +169,10 @@ class CurlEngine:
     def _target(self, url: str, auth: tuple[str, str] | None) -> tuple[str, tuple[str, str] | None]:
         """The URL requests would send, without its userinfo (sent as Basic auth, as requests does), and
         refused when its host or port is no longer the one the allowed-domains check read."""
+        if _plain(url):  # prepare_url would give it back unchanged, and it has no userinfo
+            if auth is None and self.from_env:
+                auth = get_netrc_auth(url)
+            return url, auth if auth and any(auth) else None
         prepared = PreparedRequest()
         prepared.prepare_url(url, None)
         target = prepared.url or url

@@ -106,7 +106,9 @@ class HostGate:
 
     def enter(self, host: str) -> threading.BoundedSemaphore:
         with self.lock:
-            slot = self.slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
+            slot = self.slots.get(host)
+            if slot is None:
+                slot = self.slots[host] = threading.BoundedSemaphore(self.per_host)
         while not slot.acquire(timeout=5.0):
             pass  # waits for a free slot; the timeout keeps the wait interruptible
         delay = self.host_delay.get(host, self.delay)
