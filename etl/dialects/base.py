@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine, Table, and_, bindparam, create_engine, update
+from sqlalchemy import Engine, Table, and_, bindparam, create_engine, delete, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl.locks import NamedLock, SessionLock
@@ -88,6 +88,19 @@ class Dialect:
         cond = and_(*(table.c[c] == v for c, v in where.items()), table.c[key] == bindparam("k"))
         conn.execute(update(table).where(cond).values({column: bindparam("v")}),
                      [{"k": k, "v": v} for k, v in values.items()])
+
+    def delete_prefixes(self, conn, table: Table, columns: tuple[str, ...], prefixes: set[tuple]) -> None:
+        """DELETE the rows whose leading key `columns` equal one of `prefixes` (the rows a unit replaces),
+        in chunks of 500 values (SQLite's variable limit)."""
+        cols = [table.c[k] for k in columns]
+        by_scope: dict[tuple, list] = {}
+        for prefix in prefixes:
+            by_scope.setdefault(prefix[:-1], []).append(prefix[-1])
+        for scope, last in by_scope.items():
+            same = [c == v for c, v in zip(cols[:-1], scope, strict=True)]
+            last.sort()
+            for i in range(0, len(last), 500):
+                conn.execute(delete(table).where(and_(*same, cols[-1].in_(last[i:i + 500]))))
 
     # ------------------------------------------------------------------------------------ bulk load
     def encode_bulk(self, columns: list[str], rows: list[tuple]) -> Any:
