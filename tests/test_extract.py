@@ -726,6 +726,18 @@ def test_text_is_whitespace_collapsed_identically(engine):
     assert visible_text(engine, html) == "a b cd e f"
 
 
+@pytest.mark.parametrize("html", [
+    '<div class="x">  one\n text\u3000child  </div>',  # one text child: lexbor's quick path
+    '<div class="x"><!-- c -->after a comment</div>',
+    '<div class="x">text<!-- c --></div>',
+    '<div class="x"></div>',
+    '<div class="x"><span>only an element</span></div>',
+    '<div class="x">a&amp;b&nbsp;c</div>',
+])
+def test_an_element_with_one_text_child_reads_the_same_on_both_engines(html):
+    assert visible_text("selectolax", html) == visible_text("bs4", html)
+
+
 @pytest.mark.parametrize("engine_", ["selectolax", "bs4"])
 def test_text_excludes_script_and_style_on_both_engines(engine_):
     html = '<div class="x">523<script>var p = 1;</script><style>.a{}</style>万</div>'

@@ -73,6 +73,9 @@ class LexborNode:
         node = self._n
         if node.tag == "-text":
             return collapse(node.text_content or "")
+        child = node.child
+        if child is not None and child.next is None and child.tag == "-text" and node.tag not in _RAW_TEXT:
+            return collapse(child.text_content or "")  # the usual field: one text, no selector run for it
         if node.tag in _RAW_TEXT or node.css_first("script, style, template") is None:
             return collapse(node.text(deep=True, separator=""))
         return collapse("".join(_visible_text(node)))  # like bs4: inline scripts/styles are not text

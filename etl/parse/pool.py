@@ -55,7 +55,9 @@ def _worker_main(conn: Connection, cfg, domains, arena: Arena | None = None) -> 
                 return
             if type(item) is Slot:  # the page lies in the shared arena: unpickled from there, not copied
                 item = arena.load(item)
-            conn.send(worker.process(item))
+            result = worker.process(item)
+            result.request = None  # the coordinator holds it (in the Job): poll() puts it back
+            conn.send(result)
         except (EOFError, OSError):  # the coordinator is gone (killed): nothing to report to, exit quietly
             return
 
@@ -186,6 +188,7 @@ class ParsePool:
                         w.ready, w.started = True, time.monotonic()
                         continue
                     item = w.inflight.popleft()
+                    result.request = item.request
                     w.solo = False
                     w.started = time.monotonic()  # it goes on with the next page now
                     out.append((item, result))
