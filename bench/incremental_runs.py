@@ -1,7 +1,7 @@
 """Day 0 then day 1 of the bench site: a full crawl, then the nightly re-run that fetches only the list
 pages and the detail pages of new and changed listings (etl/incremental.py). Not a timed test: a report.
 
-    python bench/incremental.py [--listings 20000] [--db postgresql://…] [--days 0 1]
+    python bench/incremental_runs.py [--listings 20000] [--db postgresql://…] [--days 0 1]
 
 Both days are static trees (bench/site.py, cached) served by nginx, or without nginx the bundled demo
 server (etl/demo/server.py, which renders pages in Python: slower on both days alike), crawled with `etl run bench/bench.toml` into one scratch database (SQLite in a temp dir unless --db):
