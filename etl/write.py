@@ -251,16 +251,18 @@ class Writer:
         """A table this run fills has no planner statistics until autovacuum gets round to it (a minute
         later; never where it is off), and PostgreSQL then plans a replace's DELETE … IN (500 keys) as a
         scan of every row under the leading key column: the replaces of a 230,000-article job cost it 30 s
-        of CPU instead of one. So the writer refreshes them whenever the rows it added reach what the
-        table had at the last refresh (ANALYZE_FIRST at first): a handful of sampled ANALYZEs per run,
-        whatever its size. A dialect without the need does nothing (Dialect.analyze)."""
+        of CPU instead of one; the history table's version lookups went the same way. So the writer
+        refreshes both whenever the rows it added reach what the table had at the last refresh
+        (ANALYZE_FIRST at first): a handful of sampled ANALYZEs per run, whatever its size. A dialect
+        without the need does nothing (Dialect.analyze)."""
         self.added += added
         if self.added < max(ANALYZE_FIRST, self.analyzed):
             return
         self.analyzed, self.added = self.analyzed + self.added, 0
         try:
             with self.engine.begin() as conn:
-                self.dialect.analyze(conn, conn.dialect.identifier_preparer.format_table(self.table))
+                for table in [self.table] + ([self.history.history] if self.history else []):
+                    self.dialect.analyze(conn, conn.dialect.identifier_preparer.format_table(table))
         except self.dialect.errors as exc:  # only the plans suffer: the rows are committed
             log.info("could not refresh the statistics of %s: %s", self.table.name, one_line(exc))
 

@@ -156,3 +156,23 @@ def test_a_target_the_run_fills_keeps_planner_statistics_of_at_least_half_its_ro
     writer.engine.dispose()
     assert stored == 2 * articles
     assert estimate >= stored / 2, (estimate, stored)  # -1: never analyzed, the planner guesses
+
+
+def test_a_history_table_the_run_fills_gets_planner_statistics_too(pg_url: str) -> None:
+    """listing_history's version lookups (UPDATE … WHERE source = … AND listing_id IN (…)) scanned every
+    version of the source per batch while the table had no statistics."""
+    from etl.write import ANALYZE_FIRST, Batch
+
+    writer = writer_for_run(pg_url)
+    assert writer.history is not None  # listings keep history by default
+    listings = 3 * ANALYZE_FIRST // 2
+    for start in range(0, listings, 5000):
+        batch = Batch()
+        writer.add(batch, PageDone(start, [{"source": "t", "listing_id": str(i), "total_price": i}
+                                           for i in range(start, start + 5000)], [], "done"))
+        writer.flush(batch)
+    with writer.engine.connect() as conn:
+        estimate = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'listing_history'")).scalar()
+        stored = conn.execute(text("SELECT count(*) FROM listing_history")).scalar()
+    writer.engine.dispose()
+    assert stored == listings and estimate >= stored / 2, (estimate, stored)
