@@ -175,7 +175,7 @@ def bench_upsert(url: str, rows: list[dict[str, Any]]) -> float:
 def _new_run(url: str) -> int:
     engine = db.make_engine(url)
     with engine.begin() as conn:
-        _clear(conn, "listings", "frontier")  # every repetition starts from empty tables
+        _clear(conn, "listing_history", "listings", "frontier")  # every repetition starts from empty tables
         run_id = conn.execute(insert(schema.runs).values(
             job="bench-writer", config_digest="x", started_at=dt.datetime.now(dt.UTC), status="running",
             pages_ok=0, pages_failed=0, rows_written=0)).inserted_primary_key[0]
