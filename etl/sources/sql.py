@@ -212,16 +212,17 @@ class _RangeReader:
         try:
             with self.engine.connect() as conn, conn.begin():
                 self.dialect.begin_read_only(conn)
-                records = conn.execute(text(query), params).mappings().all()
+                found = conn.execute(text(query), params)
+                names, records = list(found.keys()), found.all()  # plain rows: no mapping view per record
         except Exception as exc:
             self.engine.dispose()
             result.error = f"read error: {type(exc).__name__}: {one_line(exc)}"
             return result
         for rec in records:
-            row = dict(rec)
+            row = dict(zip(names, rec, strict=True))
             if row.get("published") is not None:
                 row["published"] = local_date(row["published"], self.zone)
-            shape(row, None, result, f"row {rec.get('id')}")
+            shape(row, None, result, f"row {row.get('id')}")
         return result
 
 
