@@ -101,8 +101,9 @@ def absolute(base: str, href: str | None) -> str | None:
 # the coordinator for every link and every page, so it skips w3lib's parse for these.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _UNRESERVED = r"[A-Za-z0-9._~-]"
+PLAIN_HOST = rf"(?:{_LABEL}\.)*{_LABEL}"  # lower-case labels of letters, digits and inner hyphens (fetch uses it too)
 _PLAIN = re.compile(
-    rf"(https?)://(?:{_LABEL}\.)*{_LABEL}(?::([1-9][0-9]{{0,4}}))?((?:/{_UNRESERVED}*)+)"
+    rf"(https?)://{PLAIN_HOST}(?::([1-9][0-9]{{0,4}}))?((?:/{_UNRESERVED}*)+)"
     rf"(?:\?({_UNRESERVED}+={_UNRESERVED}*(?:&{_UNRESERVED}+={_UNRESERVED}*)*))?")
 
 

@@ -11,6 +11,8 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -65,25 +67,30 @@ def _fetch(stage: FetchStage, urls: list[str]) -> dict[str, Fetched]:
     return got
 
 
-def test_a_page_lies_in_the_arena_and_a_page_larger_than_a_slot_takes_the_pipe(site) -> None:
-    arena = Arena.create(4, 64 * 1024)
+@contextmanager
+def _stage(site: str, slots: int) -> Iterator[tuple[FetchStage, Arena]]:
+    """A fetch stage on `slots` slots of 64 KB, closed with its arena afterwards."""
+    arena = Arena.create(slots, 64 * 1024)
     stage = FetchStage(mp.get_context("spawn"), _settings(), (site,), 2, arena=arena)
     try:
+        yield stage, arena
+    finally:
+        stage.close()
+        arena.close()
+
+
+def test_a_page_lies_in_the_arena_and_a_page_larger_than_a_slot_takes_the_pipe(site) -> None:
+    with _stage(site, 4) as (stage, arena):
         got = _fetch(stage, [f"{site}/small", f"{site}/big"])
         small, big = got[f"http://{site}/small"], got[f"http://{site}/big"]
         assert small.payload == b"" and small.slot is not None
         page = arena.load(small.slot)
         assert isinstance(page, Page) and page.body == SMALL
         assert big.slot is None and pickle.loads(big.payload).body == BIG
-    finally:
-        stage.close()
-        arena.close()
 
 
 def test_a_slot_is_filled_again_only_once_it_is_given_back(site) -> None:
-    arena = Arena.create(2, 64 * 1024)
-    stage = FetchStage(mp.get_context("spawn"), _settings(), (site,), 2, arena=arena)
-    try:
+    with _stage(site, 2) as (stage, arena):
         first = _fetch(stage, [f"{site}/a", f"{site}/b"])
         held = {f.slot.index for f in first.values()}
         assert held == {0, 1}
@@ -93,15 +100,10 @@ def test_a_slot_is_filled_again_only_once_it_is_given_back(site) -> None:
         again = _fetch(stage, [f"{site}/d"])[f"http://{site}/d"]
         assert again.slot == Slot(first[f"http://{site}/a"].slot.index, again.slot.length)
         assert arena.load(first[f"http://{site}/b"].slot).body == SMALL  # the held slot was not written over
-    finally:
-        stage.close()
-        arena.close()
 
 
 def test_a_restarted_fetch_process_leaves_the_slots_still_in_use_alone(site) -> None:
-    arena = Arena.create(2, 64 * 1024)
-    stage = FetchStage(mp.get_context("spawn"), _settings(), (site,), 2, arena=arena)
-    try:
+    with _stage(site, 2) as (stage, arena):
         first = _fetch(stage, [f"{site}/a", f"{site}/b"])
         kept = first[f"http://{site}/a"].slot.index  # its page still waits for a parse process
         os.kill(stage.process.pid, signal.SIGKILL)
@@ -114,9 +116,6 @@ def test_a_restarted_fetch_process_leaves_the_slots_still_in_use_alone(site) -> 
         slots = [f.slot.index for f in after.values() if f.slot is not None]
         assert slots == [1 - kept]  # the other slot once; the second page found none free and took the pipe
         assert arena.load(first[f"http://{site}/a"].slot).body == SMALL
-    finally:
-        stage.close()
-        arena.close()
 
 
 def test_an_arena_is_shared_with_a_spawned_process() -> None:
