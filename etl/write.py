@@ -366,12 +366,23 @@ class Writer:
         return good, refusals
 
 
+def _close_sending_end(inbox) -> None:
+    """A multiprocessing.Queue handed to a child brings both ends of its pipe. The writer never puts on its
+    inbox, but while it holds that sending end, a message the coordinator was killed in the middle of
+    writing never ends: the writer's read waited for the rest of it for ever, after every other process
+    had left. Closed, that read ends with EOFError instead. (A queue.Queue, as the tests use, has no pipe.)"""
+    sending = getattr(inbox, "_writer", None)
+    if sending is not None and hasattr(sending, "close"):
+        sending.close()
+
+
 def writer_main(settings: WriterSettings, inbox, outbox) -> None:
     """Process entry point. Reports WriterDone or WriterError on outbox."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator stops us after the last batch
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
+    _close_sending_end(inbox)
     try:
         writer = Writer(settings)
         stopping = False
@@ -382,6 +393,8 @@ def writer_main(settings: WriterSettings, inbox, outbox) -> None:
                 msg = None
                 if parent is not None and not parent.is_alive():
                     stopping = True  # the coordinator is gone: commit what we hold (whole pages are marked), exit
+            except (EOFError, OSError):  # the coordinator died in the middle of sending a message
+                msg, stopping = None, True
             if type(msg) is Stop:
                 stopping = True
             elif type(msg) is Sync:  # the coordinator wants to read the frontier: commit first

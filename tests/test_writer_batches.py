@@ -176,3 +176,50 @@ def test_a_history_table_the_run_fills_gets_planner_statistics_too(pg_url: str) 
         stored = conn.execute(text("SELECT count(*) FROM listing_history")).scalar()
     writer.engine.dispose()
     assert stored == listings and estimate >= stored / 2, (estimate, stored)
+
+
+DIES_MID_MESSAGE = r"""
+import multiprocessing, os, struct, sys, time
+from etl.items import Bundle, PageDone
+from etl.targets import target_spec
+from etl.write import WriterSettings
+from etl.writer_link import WriterLink
+from tests.test_faults_db import writer_for_run
+from tests.test_writer_batches import rows
+
+url = sys.argv[1]
+writer_for_run(url).engine.dispose()
+link = WriterLink(multiprocessing.get_context("spawn"))
+link.start(WriterSettings(url=url, target=target_spec("listings", None, {}), run_id=1, flush_seconds=60.0))
+link.send(Bundle([PageDone(7, rows(5), [], "done")]))
+time.sleep(1.0)  # the queue's feeder thread has written that bundle
+sending = link.inbox._writer.fileno()
+os.write(sending, struct.pack("!i", 1_000_000) + b"\x80\x05 only the start of a message")
+print(link.process.pid, flush=True)
+os._exit(0)  # as kill -9 in the middle of a send leaves the pipe
+"""
+
+
+def test_a_writer_whose_coordinator_died_mid_message_commits_and_exits(sqlite_url: str) -> None:
+    """The flake of test_children_of_a_killed_coordinator_exit_quietly: the coordinator killed while its
+    queue's feeder thread was writing a bundle left the writer reading the rest of it for ever (it held the
+    pipe's sending end itself, so no EOF came). It must commit the whole messages it got, then leave."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    coordinator = subprocess.Popen([sys.executable, "-c", DIES_MID_MESSAGE, sqlite_url], cwd=root, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    writer_pid = int(coordinator.stdout.readline())
+    coordinator.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{writer_pid}"):
+        time.sleep(0.2)
+    alive = os.path.exists(f"/proc/{writer_pid}")
+    if alive:
+        os.kill(writer_pid, 9)
+    assert not alive, "the writer was still reading a message its dead coordinator never finished"
+    assert table(sqlite_url, "SELECT count(*) AS n FROM listings")[0]["n"] == 5
