@@ -372,7 +372,7 @@ def _close_sending_end(inbox) -> None:
     writing never ends: the writer's read waited for the rest of it for ever, after every other process
     had left. Closed, that read ends with EOFError instead. (A queue.Queue, as the tests use, has no pipe.)"""
     sending = getattr(inbox, "_writer", None)
-    if sending is not None and hasattr(sending, "close"):
+    if sending is not None:
         sending.close()
 
 

@@ -5,9 +5,14 @@ refuses every row says so in a few lines, not one per row."""
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,12 +209,6 @@ def test_a_writer_whose_coordinator_died_mid_message_commits_and_exits(sqlite_ur
     """The flake of test_children_of_a_killed_coordinator_exit_quietly: the coordinator killed while its
     queue's feeder thread was writing a bundle left the writer reading the rest of it for ever (it held the
     pipe's sending end itself, so no EOF came). It must commit the whole messages it got, then leave."""
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     root = Path(__file__).resolve().parent.parent
     coordinator = subprocess.Popen([sys.executable, "-c", DIES_MID_MESSAGE, sqlite_url], cwd=root, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
