@@ -79,6 +79,8 @@ class Batch:
     states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
     failures: list[dict[str, Any]] = field(default_factory=list)
     replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
+    # prefixes an earlier batch of this writer replaced, which later shares of the same units fill
+    replaced_earlier: set[tuple] = field(default_factory=set)
     unchanged: set[tuple] = field(default_factory=set)  # natural keys seen as stored (etl/incremental.py)
     urls: dict[int, UrlSeen] = field(default_factory=dict)  # url_state rows of the pages fetched
     # a shared run only: which unit each row, link and failure came from, to drop a lost unit's whole
@@ -87,6 +89,15 @@ class Batch:
     link_page: dict[int, int] = field(default_factory=dict)
     replace_page: dict[tuple, int] = field(default_factory=dict)
     failure_page: list[int | None] = field(default_factory=list)
+
+    def rows_all_replaced(self) -> bool:
+        """Every row sits under a key prefix this batch (or, for a unit sent in shares, its first share's
+        batch) deleted, so no stored row should share its key: the rows can be appended, not upserted."""
+        replaced = self.replaces | self.replaced_earlier if self.replaced_earlier else self.replaces
+        if not replaced or not self.rows:
+            return False
+        n = len(next(iter(replaced)))
+        return all(k[:n] in replaced for k in self.rows)
 
     def __len__(self) -> int:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
@@ -140,6 +151,7 @@ class Writer:
         self.batches = 0
         self.added, self.analyzed = 0, 0  # rows added since the last statistics refresh, and before it
         self.batch = Batch()  # the open batch of take() / commit()
+        self.replaced_by_unit: dict[int, set[tuple]] = {}  # units in shares: what their first share replaced
         self.last_commit = time.monotonic()
         self.repeats = Repeats()
 
@@ -176,6 +188,10 @@ class Writer:
             columns, key, fenced = self.columns, self.key, self.s.lease_owner is not None
             if msg.replaces:
                 self._replace_in_batch(batch, msg.replaces)
+                if type(msg) is PageRows:  # more shares follow: their rows fall under these prefixes too
+                    self._remember_replaced(msg.key, msg.replaces)
+            elif msg.rows and msg.key in self.replaced_by_unit:
+                batch.replaced_earlier |= self.replaced_by_unit[msg.key]
             if fenced:
                 batch.pages.add(msg.key)
                 batch.replace_page.update((prefix, msg.key) for prefix in msg.replaces)
@@ -192,6 +208,7 @@ class Writer:
                         batch.link_page.setdefault(link.key, msg.key)
                 batch.carried.update(msg.carried)
                 batch.states[msg.key] = msg.state
+                self.replaced_by_unit.pop(msg.key, None)
         elif type(msg) is Unchanged:
             batch.unchanged.update(msg.keys)
         elif type(msg) is UrlSeen:
@@ -203,6 +220,13 @@ class Writer:
             batch.failure_page.append(msg.key)
             if msg.key is not None and self.s.lease_owner is not None:
                 batch.pages.add(msg.key)  # fenced with its unit, even in a batch before the unit's rows
+
+    def _remember_replaced(self, unit: int, replaces: list[tuple]) -> None:
+        """Bounded: a unit whose last share never comes (a failed page) is forgotten in time; forgetting only
+        costs its later shares the upsert."""
+        if len(self.replaced_by_unit) >= 64:
+            self.replaced_by_unit.pop(next(iter(self.replaced_by_unit)))
+        self.replaced_by_unit[unit] = set(replaces)
 
     @staticmethod
     def _replace_in_batch(batch: Batch, replaces: list[tuple]) -> None:
@@ -315,8 +339,7 @@ class Writer:
             self._delete_replaced(conn, batch.replaces)
         if rows:
             try:
-                with conn.begin_nested():
-                    d.upsert_rows(conn, self.table, self.key, self.keep, rows, const)
+                self._write_rows(conn, rows, const, batch.rows_all_replaced())
             except Exception as exc:  # refused data (or a driver that cannot encode it)
                 if d.is_transient(exc):
                     raise
@@ -342,6 +365,22 @@ class Writer:
         if self.s.lease_owner is not None:
             fence.count_worker(conn, run_id, self.s.lease_owner, ended["pages_ok"], ended["pages_failed"], len(rows))
         return written, refused
+
+    def _write_rows(self, conn, rows: list[dict[str, Any]], const: dict, replaced: bool) -> None:
+        """Rows under replaced prefixes are appended (no conflict handling) where the dialect can; a key that
+        is there after all (another writer of the same unit, a unit redone after a crash) sends them
+        through the upsert instead."""
+        d = self.dialect
+        if replaced:
+            try:
+                with conn.begin_nested():
+                    d.insert_fresh_rows(conn, self.table, self.key, self.keep, rows, const)
+                return
+            except Exception as exc:
+                if d.is_transient(exc):
+                    raise
+        with conn.begin_nested():
+            d.upsert_rows(conn, self.table, self.key, self.keep, rows, const)
 
     def _row_by_row(self, conn, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """A batch the database refused (a value too long, say): write what it accepts, one savepoint per

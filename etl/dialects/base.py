@@ -77,6 +77,14 @@ class Dialect:
         const = const or {}
         conn.execute(self.upsert_statement(table, key, keep), [self.clean_row({**r, **const}) for r in rows])
 
+    def insert_fresh_rows(self, conn, table: Table, key: tuple[str, ...], keep: tuple[str, ...],
+                          rows: list[dict[str, Any]], const: dict[str, Any] | None = None) -> None:
+        """Rows whose keys no stored row holds (this transaction just deleted everything under their key
+        prefixes): a dialect may append them without conflict handling. A key that is there after all (a
+        concurrent writer of the same unit) must raise, so that the caller falls back to the upsert; by
+        default this is the upsert."""
+        self.upsert_rows(conn, table, key, keep, rows, const)
+
     def insert_new_rows(self, conn, table: Table, key: tuple[str, ...], rows: list[dict[str, Any]],
                         const: dict[str, Any] | None = None) -> None:
         const = const or {}

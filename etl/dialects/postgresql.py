@@ -128,6 +128,29 @@ class PostgreSQLDialect(Dialect):
                     lines, f"INSERT INTO {name} ({', '.join(map(q, cols))}) SELECT {select} FROM {stage} "
                            f"ON CONFLICT ({', '.join(map(q, key))}) {action}", const, analyze=False)
 
+    def insert_fresh_rows(self, conn, table: Table, key, keep, rows, const=None) -> None:
+        """COPY straight into the table: no stage, no ON CONFLICT. A key already there fails the COPY with
+        a unique violation (the caller's fallback), and the table's own indexes are maintained as it goes."""
+        const = const or {}
+        if len(rows) < COPY_THRESHOLD:
+            return super().insert_fresh_rows(conn, table, key, keep, rows, const)
+        cols = [c.name for c in table.columns]
+        varying = [c for c in cols if c not in const]
+        fixed = [c for c in cols if c in const]
+        tail = "".join("\t" + copy_value(const[c]) for c in fixed) + "\n"
+        get = operator.itemgetter(*varying)
+        if len(varying) == 1:
+            lines = "".join(copy_value(get(row)) + tail for row in rows)
+        else:
+            lines = "".join("\t".join(map(copy_value, get(row))) + tail for row in rows)
+        q = conn.dialect.identifier_preparer.quote
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            cur.copy_expert(f"COPY {q(table.name)} ({', '.join(map(q, varying + fixed))}) FROM STDIN",
+                            io.StringIO(lines))
+        finally:
+            cur.close()
+
     def insert_new_rows(self, conn, table: Table, key, rows, const=None) -> None:
         const = const or {}
         if len(rows) < COPY_THRESHOLD:
