@@ -156,6 +156,41 @@ def test_traditional_entities_and_former_names(any_matcher, text, expected) -> N
     assert any_matcher.find(text) == expected
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [  # a full-width letter or digit beside a space: folded before squeezing, the space stays between ASCII
+        ("＊ＳＴ 600036 泛海", {"600036": 1}),  # "*ST 600036": not the letter-glued "ST600036"
+        ("化工 600036 Ｙ", {"600036": 1}),
+        ("ａ  688296发布回购", {"688296": 1}),
+        ("订单 600519 １２３４", {"600519": 1}),
+        ("中國平安 与 ｓｈ６００５１９ 和 ６００５１９", {"601318": 1, "600519": 2}),
+        ("万科\u3000Ａ发布公告", {"000002": 1}),
+    ],
+)
+def test_full_width_characters_next_to_spaces(any_matcher, text, expected) -> None:
+    assert any_matcher.find(text) == expected
+
+
+def test_one_scan_finds_what_folding_first_finds(any_matcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """find() scans the unfolded text and folds only when that scan met a character folding changes; on
+    texts full of such characters, whitespace and markup it must say what normalising first says."""
+    import random
+
+    from etl.stocks import matcher as module
+    from etl.stocks.fold import WIDE, t2s_pairs
+
+    rnd = random.Random(7)
+    trad = [t for t, _ in t2s_pairs()]
+    pieces = [*"贵州茅台平安银行万科科技发布公告涨停，。\n ", "\u3000", "  ", "ａ", "Ａ", "sh", "SH", "600519", "600036",
+              "（000002）", "&amp;", "<b>", "</b>", "＊ＳＴ", "６００５１９", "中國", "ST ", "\u00a0"]
+    texts = ["".join(rnd.choice(pieces) if rnd.random() < 0.8 else rnd.choice(trad + list(WIDE))
+                     for _ in range(rnd.randint(1, 40))) for _ in range(3000)]
+    one_scan = [any_matcher.find(t) for t in texts]
+    monkeypatch.setattr(module, "_unfolded", normalize)  # fold first, as the rules read
+    assert [any_matcher.find(t) for t in texts] == one_scan
+    assert sum(map(bool, one_scan)) > 300  # the texts do hold mentions
+
+
 def test_delisted_marked(stocks) -> None:
     by = {s.code: s for s in stocks}
     assert by["000527"].delisted and by["000018"].delisted and by["601299"].delisted  # no date / …退

@@ -18,7 +18,8 @@ is costly; full-width ``（：，％￥`` stay as they are and the matcher's reg
 Cost: the matcher runs over hundreds of thousands of articles, and most of them are simplified, with no
 full-width letters. So ONE C-speed Aho-Corasick scan for any character of either kind decides which of the
 two passes (``str.translate``, the full-width substitution) the text needs, if any. Entities and tags cost
-nothing unless the text has an ``&`` or a ``<``.
+nothing unless the text has an ``&`` or a ``<``. The matcher goes further: its names' automaton holds
+``chars`` too, so that one scan both finds the names and says whether folding was needed at all.
 """
 
 from __future__ import annotations
@@ -72,13 +73,13 @@ class Folder:
         for trad, simp in pairs:
             table[ord(trad)] = ord(simp)
         self._table = table
-        self._wide = frozenset(WIDE)
+        self.wide = frozenset(WIDE)
         import ahocorasick_rs
 
         # No traditional character is full-width, nor maps to one: the two passes commute. Matches come
         # back as strings, not offsets: turning byte offsets into str offsets would cost more than the scan.
-        chars = [t for t, _ in pairs] + list(WIDE)
-        self._scan = ahocorasick_rs.AhoCorasick(chars, matchkind=ahocorasick_rs.MatchKind.LeftmostFirst,
+        self.chars = [t for t, _ in pairs] + list(WIDE)  # every character fold() may change, but markup
+        self._scan = ahocorasick_rs.AhoCorasick(self.chars, matchkind=ahocorasick_rs.MatchKind.LeftmostFirst,
                                                 implementation=ahocorasick_rs.Implementation.DFA,
                                                 store_patterns=True)
 
@@ -87,20 +88,29 @@ class Folder:
         found = self._scan.find_matches_as_strings(text)
         if not found:
             return False, False
-        wide = self._wide
+        wide = self.wide
         return any(c not in wide for c in found), any(c in wide for c in found)
 
     def to_simplified(self, text: str) -> str:
         """Traditional characters → simplified; the text itself when it has none (the common case)."""
         return text.translate(self._table) if self._kinds(text)[0] else text
 
-    def fold(self, text: str) -> str:
-        """Entities decoded, tags spaced out, traditional characters simplified, full-width letters and
-        digits made ASCII."""
+    def translate_traditional(self, text: str) -> str:
+        return text.translate(self._table)
+
+    @staticmethod
+    def markup(text: str) -> str:
+        """Entities decoded and tags spaced out: the part of fold() that is not character by character."""
         if "&" in text:
             text = html.unescape(text)
         if "<" in text:
             text = _TAG.sub(" ", text)
+        return text
+
+    def fold(self, text: str) -> str:
+        """Entities decoded, tags spaced out, traditional characters simplified, full-width letters and
+        digits made ASCII."""
+        text = self.markup(text)
         traditional, wide = self._kinds(text)
         if traditional:
             text = text.translate(self._table)

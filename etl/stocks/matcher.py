@@ -128,6 +128,12 @@ def normalize(text: str) -> str:
     return _squeeze(default_folder().fold(text)).upper()
 
 
+def _unfolded(text: str) -> str:
+    """normalize() without its character folds: the same text whenever the text holds no traditional or
+    full-width character (the names' scan tells, see StockMatcher.find), at the cost of no extra scan."""
+    return _squeeze(default_folder().markup(text)).upper()
+
+
 class StockMatcher:
     """Aho-Corasick over all aliases + one code regex; see the module rules."""
 
@@ -156,7 +162,13 @@ class StockMatcher:
         # run. A code's hit cannot hide a name's (or another code's, see _code_hits) unless some alias
         # holds an ASCII digit; a dictionary with one falls back to the digit-run scan.
         self._codes_scanned = not any(_DIGIT_RUN.search(p) for p in entries)
-        self._patterns = list(entries) + (sorted(self.exchange) if self._codes_scanned else [])
+        codes = sorted(self.exchange) if self._codes_scanned else []
+        # Last, every character that folding changes: no alias or code holds one (aliases are folded), so
+        # each occurrence is a hit of its own, and a text without such hits needs no folding scan at all.
+        folder = default_folder()
+        self._folded_from = len(entries) + len(codes)
+        self._patterns = list(entries) + codes + [c for c in folder.chars if c not in entries]
+        self._wide = folder.wide
         if engine == "pyahocorasick":
             import ahocorasick
 
@@ -196,6 +208,18 @@ class StockMatcher:
             return out
         return [(s, e, i) for i, s, e in self._automaton.find_matches_as_indexes(text)]
 
+    def _refold(self, text: str, t: str, hits: list[tuple[int, int, int]]) -> tuple[str, list[tuple[int, int, int]]]:
+        """The text held characters that folding changes: its matching form and hits, folded. Traditional
+        ones alone are translated in place (one character for one, so squeezing and upper-casing do not
+        care); a full-width letter or digit can change where squeezing keeps a space, so then the whole
+        normalisation runs again."""
+        f, patterns = self._folded_from, self._patterns
+        if any(patterns[i] in self._wide for _, _, i in hits if i >= f):
+            t = normalize(text)
+        else:
+            t = default_folder().translate_traditional(t)
+        return t, [h for h in self._hits(t) if h[2] < f]
+
     def _code_runs(self, text: str, hits: list[tuple[int, int, int]]) -> list[tuple[int, str]]:
         """(start, code) of every run of exactly six digits that is a dictionary code.
 
@@ -205,9 +229,9 @@ class StockMatcher:
         if not self._codes_scanned:
             return [(m.start(), m.group()) for m in _DIGIT_RUN.finditer(text)
                     if m.end() - m.start() == 6 and m.group() in self.exchange]
-        n, runs = len(self._values), []
+        n, f, runs = len(self._values), self._folded_from, []
         for start, end, i in hits:
-            if i >= n and not (start and text[start - 1] in _DIGITS) and text[end : end + 1] not in _DIGITS:
+            if n <= i < f and not (start and text[start - 1] in _DIGITS) and text[end : end + 1] not in _DIGITS:
                 runs.append((start, text[start:end]))
         return runs
 
@@ -236,8 +260,11 @@ class StockMatcher:
 
     def find(self, text: str) -> dict[str, int]:
         """``{code: number of mentions}`` for one article (empty dict if none)."""
-        t = normalize(text)
+        t = _unfolded(text)
         hits = self._hits(t)
+        f = self._folded_from
+        if hits and any(i >= f for _, _, i in hits):
+            t, hits = self._refold(text, t, hits)
         values = self._values
         names = [h for h in hits if h[2] < len(values)] if self._codes_scanned else hits
         codes = self._code_hits(t, self._code_runs(t, hits))
