@@ -52,7 +52,7 @@ import re
 from collections.abc import Sequence
 
 from etl.stocks.dictionary import Stock
-from etl.stocks.fold import default_folder
+from etl.stocks.fold import ascii_forms, default_folder
 
 # Names (canonical form) that are also ordinary words/places/brands-as-words.
 # Measured: every dictionary name/alias looked up in jieba 0.42.1's word list
@@ -211,13 +211,19 @@ class StockMatcher:
     def _refold(self, text: str, t: str, hits: list[tuple[int, int, int]]) -> tuple[str, list[tuple[int, int, int]]]:
         """The text held characters that folding changes: its matching form and hits, folded. Traditional
         ones alone are translated in place (one character for one, so squeezing and upper-casing do not
-        care); a full-width letter or digit can change where squeezing keeps a space, so then the whole
-        normalisation runs again."""
-        f, patterns = self._folded_from, self._patterns
-        if any(patterns[i] in self._wide for _, _, i in hits if i >= f):
-            t = normalize(text)
+        care); a full-width letter or digit can change where squeezing keeps a space, so those are made
+        ASCII in the text before squeezing (the ones found, and their lower case: the scan saw them
+        upper-cased), as normalize() does."""
+        f, patterns, folder = self._folded_from, self._patterns, default_folder()
+        found = {patterns[i] for _, _, i in hits if i >= f}
+        wide = found & self._wide
+        if wide:
+            text = folder.markup(text)
+            if len(wide) < len(found):
+                text = folder.translate_traditional(text)
+            t = _squeeze(ascii_forms(text, wide | {c.lower() for c in wide} & self._wide)).upper()
         else:
-            t = default_folder().translate_traditional(t)
+            t = folder.translate_traditional(t)
         return t, [h for h in self._hits(t) if h[2] < f]
 
     def _code_runs(self, text: str, hits: list[tuple[int, int, int]]) -> list[tuple[int, str]]:
