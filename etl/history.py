@@ -118,6 +118,7 @@ class History:
         current = and_(*(h.c[k] == t.c[k] for k in self.key), h.c.valid_to.is_(None))
         cols = [*(t.c[k] for k in self.key), t.c[DELISTED], h.c.run_id, *(h.c[c] for c in self.track)]
         n, out = len(self.key), {}
+        keys = [tuple(map(self.clean, k)) for k in keys]  # as stored: a NUL in a key is not sent, nor found
         for scope, last in _chunks(self.key, keys):
             stmt = select(*cols).select_from(t.outerjoin(h, current)).where(self._where(t, scope, last))
             for r in conn.execute(stmt):
@@ -129,7 +130,7 @@ class History:
         """Compare the rows written with what was stored: which versions begin, end, or are amended."""
         out = Versions()
         for row in rows:
-            k = tuple(row[c] for c in self.key)
+            k = tuple(self.clean(row[c]) for c in self.key)
             values = tuple(self.clean(row.get(c)) for c in self.track)
             s = stored.get(k)
             if s is not None and not s.delisted and s.open_run is not None:

@@ -118,3 +118,18 @@ def test_later_shares_of_a_replacing_unit_are_appended_too(
     assert stored(url) == expected(url, rows)
     assert writer.replaced_by_unit == {}
     assert fresh_batches == [100, 100, 100], fresh_batches
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_replaced_prefix_holding_nul_deletes_what_was_stored_under_it(
+        backend: str, request: pytest.FixtureRequest) -> None:
+    """PostgreSQL stores NUL as U+FFFD: the DELETE of a replace must look for what was stored, not refuse
+    the literal (psycopg2 cannot send a NUL) nor miss the rows."""
+    url = request.getfixturevalue(backend)
+    writer = writer_for_run(url)
+    write(writer, [PageDone(1, listing_rows(80, "old", source="n\x00ul"), [], "done")])
+    new = listing_rows(60, "new", source="n\x00ul")
+    write(writer, [PageDone(2, new, [], "done", replaces=[("n\x00ul",)])])
+    writer.engine.dispose()
+    stored_source = "n\x00ul" if dialect_for(url).nul_in_text else "n\ufffdul"
+    assert stored(url) == expected(url, [{**r, "source": stored_source} for r in new])

@@ -101,12 +101,8 @@ class Dialect:
         """DELETE the rows whose leading key `columns` equal one of `prefixes` (the rows a unit replaces),
         in chunks of 500 values (SQLite's variable limit)."""
         cols = [table.c[k] for k in columns]
-        by_scope: dict[tuple, list] = {}
-        for prefix in prefixes:
-            by_scope.setdefault(prefix[:-1], []).append(prefix[-1])
-        for scope, last in by_scope.items():
+        for scope, last in prefix_groups(prefixes).items():
             same = [c == v for c, v in zip(cols[:-1], scope, strict=True)]
-            last.sort()
             for i in range(0, len(last), 500):
                 conn.execute(delete(table).where(and_(*same, cols[-1].in_(last[i:i + 500]))))
 
@@ -149,6 +145,17 @@ class Dialect:
         migrations run one at a time."""
         take, free, params = self.lock_statements(name, shared)
         return SessionLock(lambda: self.create_engine(url, pool_size=1, max_overflow=0), name, take, free, params)
+
+
+def prefix_groups(prefixes: set[tuple]) -> dict[tuple, list]:
+    """Key prefixes grouped by all but their last value ({(job, id), ...} -> {(job,): [ids, sorted]}): one
+    DELETE … IN (…) per group and chunk."""
+    groups: dict[tuple, list] = {}
+    for prefix in prefixes:
+        groups.setdefault(prefix[:-1], []).append(prefix[-1])
+    for last in groups.values():
+        last.sort()
+    return groups
 
 
 def strip_nul(value: Any) -> Any:

@@ -14,7 +14,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from etl.dialects.base import Dialect, strip_nul
+from etl.dialects.base import Dialect, prefix_groups, strip_nul
 from etl.locks import lock_key
 
 try:  # errors raised by the raw driver cursor used for COPY (not wrapped by SQLAlchemy)
@@ -156,6 +156,22 @@ class PostgreSQLDialect(Dialect):
         if len(rows) < COPY_THRESHOLD:
             return super().insert_new_rows(conn, table, key, rows, const)
         self.upsert_rows(conn, table, key, tuple(c.name for c in table.columns), rows, const)
+
+    def delete_prefixes(self, conn, table: Table, columns: tuple[str, ...], prefixes: set[tuple]) -> None:
+        """The base's DELETE … IN (500 keys) statements, given to psycopg2 directly: SQLAlchemy's rendering
+        of 500 expanding parameters per statement cost the writer more CPU than the statement cost here."""
+        q = conn.dialect.identifier_preparer.quote
+        same = "".join(f"{q(c)} = %s AND " for c in columns[:-1])
+        sql = f"DELETE FROM {q(table.name)} WHERE {same}{q(columns[-1])} IN %s"
+        clean = self.clean_value  # a key is stored without NUL (and psycopg2 refuses one in a literal)
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            for scope, last in prefix_groups(prefixes).items():
+                scope = tuple(map(clean, scope))
+                for i in range(0, len(last), 500):
+                    cur.execute(sql, (*scope, tuple(map(clean, last[i:i + 500]))))
+        finally:
+            cur.close()
 
     def update_by_key(self, conn, table: Table, where: dict[str, Any], key: str, column: str,
                       values: dict[Any, Any]) -> None:
