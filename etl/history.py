@@ -103,10 +103,11 @@ def _same(a: Any, b: Any, type_: Any) -> bool:
 class History:
     """The writer's half: read the batch's keys before its upsert, write its versions after."""
 
-    def __init__(self, target: Target, clean_value) -> None:
+    def __init__(self, target: Target, dialect) -> None:
         self.table, self.history, self.key, self.track = target.table, target.history, target.key, target.track
         self.types = [self.history.c[c].type for c in self.track]
-        self.clean = clean_value  # the dialect's: the values compared are those the upsert stores
+        self.dialect = dialect
+        self.clean = dialect.clean_value  # the values compared are those the upsert stores
 
     def _where(self, table, scope: tuple, last: list):
         cols = [table.c[k] for k in self.key]
@@ -152,8 +153,10 @@ class History:
         for scope, last in _chunks(self.key, versions.close):  # before the insert: never two current versions
             conn.execute(update(h).where(h.c.valid_to.is_(None), h.c.run_id != run_id, self._where(h, scope, last))
                          .values(valid_to=now))
-        if versions.insert:
-            conn.execute(h.insert(), versions.insert)
+        if versions.insert:  # the dialect's bulk path (COPY on PostgreSQL), not one INSERT per version;
+            # an upsert, so that a version this run already wrote under rows deleted since (a replaced
+            # prefix, a unit redone) is rewritten, one version per key per run
+            self.dialect.upsert_rows(conn, h, (*self.key, "run_id"), (), versions.insert)
         if versions.amend:
             cond = and_(h.c.run_id == run_id, *(h.c[k] == bindparam(f"k_{k}") for k in self.key))
             conn.execute(update(h).where(cond).values({c: bindparam(f"v_{c}") for c in self.track}),

@@ -144,7 +144,7 @@ class Writer:
         target = resolve(settings.target)
         self.table, self.key, self.keep = target.table, target.key, target.keep
         self.columns = [c.name for c in self.table.columns]
-        self.history = History(target, self.dialect.clean_value) if target.history is not None else None
+        self.history = History(target, self.dialect) if target.history is not None else None
         self.rows_written = settings.rows_before
         self.rows_refused: int | None = None  # the run's, read from its failures in the first transaction
         self.refusal: str | None = None  # the first error a refused row got from this writer

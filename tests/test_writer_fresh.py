@@ -133,3 +133,27 @@ def test_a_replaced_prefix_holding_nul_deletes_what_was_stored_under_it(
     writer.engine.dispose()
     stored_source = "n\x00ul" if dialect_for(url).nul_in_text else "n\ufffdul"
     assert stored(url) == expected(url, [{**r, "source": stored_source} for r in new])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_replacing_unit_in_shares_redone_in_the_same_run_keeps_one_version_per_key(
+        backend: str, request: pytest.FixtureRequest) -> None:
+    """With history on, a redo of a unit sent in shares (a page re-queued after a writer recovery) finds its
+    later shares' rows deleted by its first share, so their versions look new again: the version this run
+    already wrote is rewritten, not inserted twice (a primary-key violation that failed the batch before)."""
+    url = request.getfixturevalue(backend)
+    prepared = writer_for_run(url)
+    prepared.engine.dispose()
+    writer = Writer(dataclasses.replace(prepared.s, batch_size=100))
+    rows = [{**r, "source": f"s{i % 3}", "total_price": 100 + i} for i, r in enumerate(listing_rows(300, "unit"))]
+    prefixes = sorted({(r["source"],) for r in rows})
+    for _ in range(2):
+        writer.take(PageRows(7, rows[:100], prefixes))
+        writer.take(PageRows(7, rows[100:200], []))
+        writer.take(PageDone(7, rows[200:], [], "done"))
+        writer.commit()
+    writer.engine.dispose()
+    assert stored(url) == expected(url, rows)
+    versions = table(url, "SELECT count(*) AS n FROM listing_history")[0]["n"]
+    keys = table(url, "SELECT count(*) AS n FROM (SELECT DISTINCT source, listing_id FROM listing_history) d")[0]["n"]
+    assert (versions, keys) == (300, 300)
