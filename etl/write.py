@@ -25,12 +25,13 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 from etl import incremental, schema
+from etl.batch import Batch
 from etl.config.model import TargetSpec
 from etl.db import make_engine
 from etl.dialects import dialect_for
@@ -69,40 +70,6 @@ class WriterSettings:
     rows_before: int = 0  # rows a resumed run had already written
     lease_owner: str | None = None  # a shared run's worker: commit only the pages it holds (etl/shared/fence.py)
     lease: float = 60.0  # and its lease: a transaction left open longer (a frozen process) is ended by the server
-
-
-@dataclass
-class Batch:
-    rows: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # natural key → row (last wins)
-    links: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # url_key → (url, kind, meta)
-    carried: dict[int, str] = field(default_factory=dict)  # carried_key → via JSON the links refer to
-    states: dict[int, str] = field(default_factory=dict)  # url_key → done | failed
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    replaces: set[tuple] = field(default_factory=set)  # leading key values whose stored rows are replaced
-    # prefixes an earlier batch of this writer replaced, which later shares of the same units fill
-    replaced_earlier: set[tuple] = field(default_factory=set)
-    unchanged: set[tuple] = field(default_factory=set)  # natural keys seen as stored (etl/incremental.py)
-    urls: dict[int, UrlSeen] = field(default_factory=dict)  # url_state rows of the pages fetched
-    # a shared run only: which unit each row, link and failure came from, to drop a lost unit's whole
-    pages: set[int] = field(default_factory=set)
-    row_page: dict[tuple, int] = field(default_factory=dict)
-    link_page: dict[int, int] = field(default_factory=dict)
-    replace_page: dict[tuple, int] = field(default_factory=dict)
-    failure_page: list[int | None] = field(default_factory=list)
-
-    def rows_all_replaced(self) -> bool:
-        """Every row sits under a key prefix this batch (or, for a unit sent in shares, its first share's
-        batch) deleted, so no stored row should share its key: the rows can be appended, not upserted."""
-        replaced = self.replaces | self.replaced_earlier if self.replaced_earlier else self.replaces
-        if not replaced or not self.rows:
-            return False
-        n = len(next(iter(replaced)))
-        return all(k[:n] in replaced for k in self.rows)
-
-    def __len__(self) -> int:
-        """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
-        up to four times as much, so a batch of 1000 rows is not split by its own page marks."""
-        return max(len(self.rows) + len(self.failures), (len(self.states) + len(self.links)) // 4)
 
 
 class Repeats:
