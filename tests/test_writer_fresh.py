@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from etl.dialects import dialect_for
-from etl.dialects.base import Dialect
 from etl.items import PageDone, PageRows
 from etl.targets import target_spec
 from etl.write import Batch, Writer
@@ -48,26 +48,38 @@ def expected(url: str, rows: list[dict[str, Any]]) -> list[tuple]:
                   for r in rows)
 
 
+@pytest.fixture
+def fresh_writes(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], list[tuple[str, int]]]:
+    """fresh_writes(url): the (table, rows) of every insert_fresh_rows call of that URL's dialect from now on."""
+    calls: list[tuple[str, int]] = []
+
+    def spy(url: str) -> list[tuple[str, int]]:
+        dialect = type(dialect_for(url))
+        original = dialect.insert_fresh_rows
+
+        def spying(self, conn, table, key, keep, rows, const=None):
+            calls.append((table.name, len(rows)))
+            return original(self, conn, table, key, keep, rows, const)
+
+        monkeypatch.setattr(dialect, "insert_fresh_rows", spying)
+        return calls
+
+    return spy
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_replaced_prefix_rewritten_in_bulk_holds_exactly_the_new_rows(
-        backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend: str, request: pytest.FixtureRequest, fresh_writes: Callable[[str], list[tuple[str, int]]]) -> None:
     url = request.getfixturevalue(backend)
-    calls: list[str] = []
-    fresh = Dialect.insert_fresh_rows if backend == "sqlite_url" else type(dialect_for(url)).insert_fresh_rows
-
-    def spying(self, conn, table, key, keep, rows, const=None):
-        calls.append(table.name)
-        return fresh(self, conn, table, key, keep, rows, const)
-
-    monkeypatch.setattr(type(dialect_for(url)), "insert_fresh_rows", spying)
+    fresh = fresh_writes(url)
     writer = writer_for_run(url)
     other = listing_rows(60, "kept", source="u")  # another prefix, not replaced: stays as it is
     write(writer, [PageDone(1, listing_rows(200, "old"), [], "done", replaces=[("t",)]), PageDone(2, other, [], "done")])
-    assert calls == []  # rows of a prefix not replaced in the batch: the upsert
+    assert [t for t, _ in fresh] == []  # rows of a prefix not replaced in the batch: the upsert
     new = listing_rows(150, "new")  # fewer rows: 150..199 of the old ones must be gone
     write(writer, [PageDone(3, new, [], "done", replaces=[("t",)])])
     writer.engine.dispose()
-    assert calls == ["listings"]
+    assert [t for t, _ in fresh] == ["listings"]
     assert stored(url) == expected(url, new + other)
 
 
@@ -89,18 +101,11 @@ def test_a_key_stored_after_the_delete_falls_back_to_the_upsert(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_later_shares_of_a_replacing_unit_are_appended_too(
-        backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend: str, request: pytest.FixtureRequest, fresh_writes: Callable[[str], list[tuple[str, int]]]) -> None:
     """A unit's rows in shares (PageRows, PageRows, PageDone), one batch each: the first share's batch
     deletes what was stored under the unit's prefixes, the later batches hold rows under them too."""
     url = request.getfixturevalue(backend)
-    fresh_batches: list[int] = []
-    fresh = type(dialect_for(url)).insert_fresh_rows
-
-    def spying(self, conn, table, key, keep, rows, const=None):
-        fresh_batches.append(len(rows))
-        return fresh(self, conn, table, key, keep, rows, const)
-
-    monkeypatch.setattr(type(dialect_for(url)), "insert_fresh_rows", spying)
+    fresh = fresh_writes(url)
     prepared = writer_for_run(url)  # listings without history: this is about the rows path alone
     prepared.engine.dispose()
     writer = Writer(dataclasses.replace(prepared.s, batch_size=100,
@@ -117,7 +122,7 @@ def test_later_shares_of_a_replacing_unit_are_appended_too(
     writer.engine.dispose()
     assert stored(url) == expected(url, rows)
     assert writer.replaced_by_unit == {}
-    assert fresh_batches == [100, 100, 100], fresh_batches
+    assert [n for _, n in fresh] == [100, 100, 100], fresh
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

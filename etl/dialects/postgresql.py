@@ -64,6 +64,14 @@ def copy_value(value: Any) -> str:
     return _copy_text(str(value))
 
 
+def copy_lines(rows: list[dict[str, Any]], columns: list[str], tail: str = "\n") -> str:
+    """COPY text of `columns` of each row; `tail` ends every line (the constant columns' values, encoded once)."""
+    get = operator.itemgetter(*columns)
+    if len(columns) == 1:
+        return "".join(copy_value(get(row)) + tail for row in rows)
+    return "".join("\t".join(map(copy_value, get(row))) + tail for row in rows)
+
+
 class PostgreSQLDialect(Dialect):
     name: ClassVar[str] = "postgresql"
     example: ClassVar[str] = "postgresql://user@host/db"
@@ -114,11 +122,7 @@ class PostgreSQLDialect(Dialect):
             return super().upsert_rows(conn, table, key, keep, rows, const)
         cols = [c.name for c in table.columns]
         varying = [c for c in cols if c not in const]
-        get = operator.itemgetter(*varying)
-        if len(varying) == 1:
-            lines = "".join(copy_value(get(row)) + "\n" for row in rows)
-        else:
-            lines = "".join("\t".join(map(copy_value, get(row))) + "\n" for row in rows)
+        lines = copy_lines(rows, varying)
         q = conn.dialect.identifier_preparer.quote  # config-defined tables may name a column "order"
         name, stage = q(table.name), f"etl_stage_{table.name}"
         select = ", ".join(f"%({c})s" if c in const else q(c) for c in cols)
@@ -137,12 +141,7 @@ class PostgreSQLDialect(Dialect):
         cols = [c.name for c in table.columns]
         varying = [c for c in cols if c not in const]
         fixed = [c for c in cols if c in const]
-        tail = "".join("\t" + copy_value(const[c]) for c in fixed) + "\n"
-        get = operator.itemgetter(*varying)
-        if len(varying) == 1:
-            lines = "".join(copy_value(get(row)) + tail for row in rows)
-        else:
-            lines = "".join("\t".join(map(copy_value, get(row))) + tail for row in rows)
+        lines = copy_lines(rows, varying, "".join("\t" + copy_value(const[c]) for c in fixed) + "\n")
         q = conn.dialect.identifier_preparer.quote
         cur = conn.connection.driver_connection.cursor()
         try:

@@ -89,17 +89,13 @@ class Folder:
                                                 implementation=ahocorasick_rs.Implementation.DFA,
                                                 store_patterns=True)
 
-    def _kinds(self, text: str) -> tuple[bool, bool]:
-        """(has a traditional character, has a full-width letter/digit) in one scan."""
-        found = self._scan.find_matches_as_strings(text)
-        if not found:
-            return False, False
-        wide = self.wide
-        return any(c not in wide for c in found), any(c in wide for c in found)
+    def _found(self, text: str) -> set[str]:
+        """The characters of `chars` in the text, in one scan."""
+        return set(self._scan.find_matches_as_strings(text))
 
     def to_simplified(self, text: str) -> str:
         """Traditional characters → simplified; the text itself when it has none (the common case)."""
-        return text.translate(self._table) if self._kinds(text)[0] else text
+        return text.translate(self._table) if self._found(text) - self.wide else text
 
     def translate_traditional(self, text: str) -> str:
         return text.translate(self._table)
@@ -117,7 +113,7 @@ class Folder:
         """Entities decoded, tags spaced out, traditional characters simplified, full-width letters and
         digits made ASCII."""
         text = self.markup(text)
-        found = set(self._scan.find_matches_as_strings(text))
+        found = self._found(text)
         if not found:
             return text
         wide = found & self.wide
