@@ -25,8 +25,6 @@ definitions, so a config that reads a new field re-fetches every detail page onc
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import pickle
 import time
@@ -53,19 +51,6 @@ def url_id(url: str, base_url: str | None) -> int:
     if base_url and url.startswith(base_url):
         url = STABLE_ORIGIN + url[len(base_url):]
     return fingerprint(url)
-
-
-def shape_digest(cfg: Config) -> str:
-    """What a row is made of: the field definitions and the item key (not refresh_days, not the site's
-    day): a change re-fetches every detail page once."""
-    spec = [repr(sorted(cfg.fields.items())), repr(cfg.items.key if cfg.items else None)]
-    return hashlib.blake2b("\n".join(spec).encode(), digest_size=8).hexdigest()
-
-
-def item_hash(shape: str, raw: dict[str, Any], via: dict[str, Any] | None) -> str:
-    """The hash of an item's list-page values (what a detail link carries to its page)."""
-    text = json.dumps([shape, raw, via or {}], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 @dataclass(slots=True)

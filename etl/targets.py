@@ -187,7 +187,8 @@ def target_spec(table: str, key_column: str | None, fields: dict[str, str],
     """A config's target: built-in by name, otherwise defined by its fields (name → field type). `track`
     is `[target] track` (None: not given); raises TargetError for a column it cannot track."""
     if table in schema.ROW_KEYS:
-        columns = tuple(schema.table_columns(table))
+        columns = tuple(str(c) for c in schema.table_columns(table))  # plain str: SQLAlchemy's quoted_name
+        # would make every process the config is sent to (parse, fetch) import SQLAlchemy to unpickle it
         default = schema.TRACK_DEFAULT.get(table)
         if track is not None and default is None:
             raise TargetError(f"{table} keeps no history; track is for listings and tables the config defines")

@@ -129,3 +129,28 @@ def test_fetch_stage_imports_neither_parse_nor_sqlalchemy_at_run_time() -> None:
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_crawls_parse_process_imports_neither_sqlalchemy_nor_bs4(tmp_path: Path) -> None:
+    """A parse process of an HTML crawl on the default engine gets its config pickled, as the coordinator
+    sends it, and parses a page: SQLAlchemy (a column name of SQLAlchemy's own str type in the config, the
+    incremental hashes next to the database code) and bs4 were 20+ MB in every such process."""
+    import pickle
+
+    from etl import config
+
+    cfg = config.load(ETL.parent / "config" / "demo.toml", ["source.base_url=http://demo.test"],
+                      "postgresql://nobody@127.0.0.1:1/none")
+    (tmp_path / "cfg.pkl").write_bytes(pickle.dumps(cfg))
+    code = (
+        "import pickle, sys\n"
+        f"cfg = pickle.loads(open({str(tmp_path / 'cfg.pkl')!r}, 'rb').read())\n"
+        "from etl.items import Page, Request\n"
+        "from etl.parse import worker\n"
+        "worker.init_worker(cfg, ('demo.test',))\n"
+        "page = Page(Request('http://demo.test/bj/ershoufang/', 'city', {}), 'http://demo.test/bj/ershoufang/', 200,\n"
+        "            {'content-type': 'text/html; charset=utf-8'}, b'<html><body><p>x</p></body></html>')\n"
+        "assert worker.process(page).error is None\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'bs4', 'psycopg2'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,6 +18,11 @@ _DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})")
 _NULL_WORDS = frozenset({"", "暂无数据", "暂无", "未知", "-", "--", "n/a", "N/A", "null", "None"})
 
 
+def collapse(text: str) -> str:
+    """Runs of whitespace → one space, trimmed: the one text normal form both engines share."""
+    return " ".join(text.split())
+
+
 def normalize(text: str) -> str:
     """NFKC (full-width → ASCII), the typographic minus as '-', and collapsed whitespace."""
     return " ".join(unicodedata.normalize("NFKC", text).replace("\u2212", "-").split())

@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from etl.parse.cleaners import collapse
+
 ENGINES = ("selectolax", "bs4")
 DEFAULT_ENGINE = "selectolax"
-
-
-def collapse(text: str) -> str:
-    """Runs of whitespace → one space, trimmed: the one text normal form both engines share."""
-    return " ".join(text.split())
 
 
 class Node(Protocol):
@@ -108,58 +105,6 @@ class LexborNode:
         return [LexborNode(n) for n in _visible_text_nodes(self._n)]
 
 
-try:
-    from bs4 import NavigableString
-except ImportError:  # pragma: no cover - bs4 is a dependency
-    NavigableString = str  # type: ignore[assignment,misc]
-
-
-class SoupNode:
-    __slots__ = ("_n",)
-
-    def __init__(self, node) -> None:
-        self._n = node
-
-    def css(self, selector: str) -> list[SoupNode]:
-        return [SoupNode(n) for n in self._n.select(selector)]
-
-    def css_first(self, selector: str) -> SoupNode | None:
-        n = self._n.select_one(selector)
-        return None if n is None else SoupNode(n)
-
-    def text(self) -> str:
-        if isinstance(self._n, NavigableString):
-            return collapse(str(self._n))
-        return collapse(self._n.get_text())
-
-    def attr(self, name: str) -> str | None:
-        value = self._n.get(name)
-        if isinstance(value, list):  # bs4 splits multi-valued attributes such as class
-            return " ".join(value)
-        return value
-
-    def key(self) -> int:
-        return id(self._n)
-
-    def is_text(self) -> bool:
-        return type(self._n) is NavigableString
-
-    def parent(self) -> SoupNode | None:
-        n = self._n.parent
-        return None if n is None else SoupNode(n)
-
-    def following(self) -> Iterator[SoupNode]:
-        n = self._n.next_sibling
-        while n is not None:
-            if not isinstance(n, NavigableString) or type(n) is NavigableString:  # no comments
-                yield SoupNode(n)
-            n = n.next_sibling
-
-    def text_nodes(self) -> list[SoupNode]:
-        # exactly NavigableString: not a Comment, nor a Script/Stylesheet/TemplateString (as lexbor skips them)
-        return [SoupNode(n) for n in self._n.descendants if type(n) is NavigableString]
-
-
 class TooDeep(ValueError):
     """The document nests too deep to build a tree in reasonable time (recorded as that page's failure)."""
 
@@ -184,6 +129,10 @@ def parse_html(html: str, engine: str = DEFAULT_ENGINE, raw: bytes | None = None
         return LexborNode(root)  # the node keeps its parser (and so the tree) alive
     if engine == "bs4":
         from bs4 import BeautifulSoup
+
+        from etl.parse.soup import (
+            SoupNode,  # imported for this engine only: bs4 costs every parse process MBs
+        )
 
         # multi_valued_attributes=None: class="a  b" stays the page's string, as selectolax gives it
         try:

@@ -12,11 +12,11 @@ import re
 from typing import Any
 
 from etl.config import Config, FieldSpec, LinkRule
-from etl.incremental import item_hash, shape_digest
 from etl.items import Page, Parsed, Request
 from etl.parse.charset import DecodeError, decode_html
 from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
 from etl.parse.engines import Node, TooDeep, parse_html
+from etl.parse.hashing import item_hash, shape_digest
 from etl.parse.labels import labelled
 from etl.urls import MAX_URL, absolute, allowed
 
