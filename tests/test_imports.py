@@ -4,6 +4,7 @@ and the fetch stage runs without parse/ or SQLAlchemy (its process stays small a
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,4 +154,31 @@ def test_a_crawls_parse_process_imports_neither_sqlalchemy_nor_bs4(tmp_path: Pat
         "assert worker.process(page).error is None\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'bs4', 'psycopg2'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_curl_fetch_process_goes_without_requests_on_plain_urls() -> None:
+    """requests is a dozen MB of the fetch process: with [run] http = "curl", a plain URL and no proxy or
+    .netrc settings in the environment, nothing of it is needed, so nothing of it is imported."""
+    code = (
+        "import os, sys, threading\n"
+        "from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n"
+        "class H(BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = b'<html>ok</html>'\n"
+        "        self.send_response(200); self.send_header('Content-Type', 'text/html')\n"
+        "        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)\n"
+        "    def log_message(self, *a): pass\n"
+        "srv = ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+        "threading.Thread(target=srv.serve_forever, daemon=True).start()\n"
+        "from etl.config.model import FetchSettings\n"
+        "from etl.fetch.fetcher import Fetcher\n"
+        "from etl.items import Page, Request\n"
+        "f = Fetcher(FetchSettings(), (f'127.0.0.1:{srv.server_port}',), pool_size=2, http='curl')\n"
+        "page = f.fetch(Request(f'http://127.0.0.1:{srv.server_port}/a', 'list', {}))\n"
+        "assert isinstance(page, Page) and page.status == 200, page\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'requests'))\n")
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
+                                                                     "no_proxy", "netrc")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "[]"

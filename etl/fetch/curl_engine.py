@@ -23,8 +23,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import certifi
 import pycurl
-from requests.models import PreparedRequest
-from requests.utils import get_auth_from_url, get_environ_proxies, get_netrc_auth, select_proxy
 
 from etl.config.model import FetchSettings
 from etl.fetch.engine import TransportError, basic_auth, ca_bundle, env_configured
@@ -171,8 +169,15 @@ class CurlEngine:
         refused when its host or port is no longer the one the allowed-domains check read."""
         if _plain(url):  # prepare_url would give it back unchanged, and it has no userinfo
             if auth is None and self.from_env:
+                from requests.utils import get_netrc_auth
+
                 auth = get_netrc_auth(url)
             return url, auth if auth and any(auth) else None
+        # requests is imported only for the URLs and environments that need its decisions: on plain URLs
+        # without proxy or .netrc settings the fetch process goes without it (a dozen MB)
+        from requests.models import PreparedRequest
+        from requests.utils import get_auth_from_url, get_netrc_auth
+
         prepared = PreparedRequest()
         prepared.prepare_url(url, None)
         target = prepared.url or url
@@ -192,7 +197,11 @@ class CurlEngine:
         origin = f"{parts.scheme}://{parts.netloc}"
         with self.lock:
             proxy = self.proxies.get(origin)
+        if proxy is None and not self.from_env:  # no *_proxy variable: requests would find none either
+            proxy = ""
         if proxy is None:  # requests' own decision: *_proxy / all_proxy, no_proxy, upper or lower case
+            from requests.utils import get_environ_proxies, select_proxy
+
             proxy = select_proxy(url, get_environ_proxies(url)) or ""
             with self.lock:
                 self.proxies[origin] = proxy
