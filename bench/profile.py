@@ -35,8 +35,10 @@ def role(stack: str) -> str:
         return "writer process"
     if "_worker_main (etl/parse/pool.py" in stack:
         return "parse process"
-    if "_stage_main (etl/fetch/stage.py" in stack:
-        return "fetch process: sender thread" if ";send (etl/fetch/stage.py" in stack else "fetch process: threads"
+    if "_stage_main.<locals>.send (etl/fetch/stage.py" in stack:
+        return "fetch process: sender thread"
+    if "_stage_main (etl/fetch/stage.py" in stack or "concurrent/futures/thread.py" in stack:  # its pool threads
+        return "fetch process: threads"
     if "resource_tracker" in stack:
         return "other child"
     if "_sender (etl/parse/pool.py" in stack:
