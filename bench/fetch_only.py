@@ -34,12 +34,16 @@ from etl.urls import origin_domain
 def threads(settings: FetchSettings, domains: tuple[str, ...], requests: list[Request], n: int,
             http: str = "requests") -> tuple[int, int]:
     fetcher = Fetcher(settings, domains, pool_size=n, http=http)
+
+    def fetch(request: Request) -> tuple[int, int]:  # the page is dropped in the thread that fetched it:
+        result = fetcher.fetch(request)  # pool.map keeps every result until its turn in the URL order
+        return (1, len(result.body)) if isinstance(result, Page) else (0, 0)
+
     ok = nbytes = 0
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fetch") as pool:
-        for result in pool.map(fetcher.fetch, requests):
-            if isinstance(result, Page):
-                ok += 1
-                nbytes += len(result.body)
+        for got, size in pool.map(fetch, requests):
+            ok += got
+            nbytes += size
     return ok, nbytes
 
 
