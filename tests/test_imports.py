@@ -48,6 +48,12 @@ def _imports(path: Path, name: str, known: set[str], module_level_only: bool) ->
     return {m for m in found if m != name}
 
 
+def _printed(code: str, env: dict[str, str] | None = None) -> str:
+    """What `code` prints in a fresh interpreter: a process imports only what its own code pulls in."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return out.stdout.strip()
+
+
 def _graph(module_level_only: bool = False) -> dict[str, set[str]]:
     mods = _modules()
     known = set(mods)
@@ -128,8 +134,7 @@ def test_fetch_stage_imports_neither_parse_nor_sqlalchemy_at_run_time() -> None:
             "pickle.loads(pickle.dumps(FetchSettings()))\n"
             "bad = sorted(m for m in sys.modules if m.startswith(('etl.parse', 'sqlalchemy')))\n"
             "print(','.join(bad))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert _printed(code) == ""
 
 
 def test_a_crawls_parse_process_imports_neither_sqlalchemy_nor_bs4(tmp_path: Path) -> None:
@@ -153,8 +158,7 @@ def test_a_crawls_parse_process_imports_neither_sqlalchemy_nor_bs4(tmp_path: Pat
         "            {'content-type': 'text/html; charset=utf-8'}, b'<html><body><p>x</p></body></html>')\n"
         "assert worker.process(page).error is None\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'bs4', 'psycopg2'}))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert _printed(code) == "[]"
 
 
 def test_the_curl_fetch_process_goes_without_requests_on_plain_urls() -> None:
@@ -180,5 +184,4 @@ def test_the_curl_fetch_process_goes_without_requests_on_plain_urls() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'requests'))\n")
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
                                                                      "no_proxy", "netrc")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert out.stdout.strip() == "[]"
+    assert _printed(code, env) == "[]"

@@ -48,6 +48,15 @@ def expected(url: str, rows: list[dict[str, Any]]) -> list[tuple]:
                   for r in rows)
 
 
+def send_in_shares(writer: Writer, key: int, rows: list[dict[str, Any]], prefixes: list[tuple]) -> None:
+    """300 rows of one unit as the coordinator sends a page bigger than batch_size = 100: two PageRows
+    shares (the first with what the unit replaces), then its PageDone, each batch committed."""
+    writer.take(PageRows(key, rows[:100], prefixes))
+    writer.take(PageRows(key, rows[100:200], []))
+    writer.take(PageDone(key, rows[200:], [], "done"))
+    writer.commit()
+
+
 @pytest.fixture
 def fresh_writes(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], list[tuple[str, int]]]:
     """fresh_writes(url): the (table, rows) of every insert_fresh_rows call of that URL's dialect from now on."""
@@ -115,10 +124,7 @@ def test_later_shares_of_a_replacing_unit_are_appended_too(
     before = [{**r, "source": f"s{i % 3}"} for i, r in enumerate(listing_rows(250, "before"))]
     writer.take(PageDone(6, before, [], "done"))  # stored rows under the same prefixes
     writer.commit()
-    writer.take(PageRows(7, rows[:100], prefixes))
-    writer.take(PageRows(7, rows[100:200], []))
-    writer.take(PageDone(7, rows[200:], [], "done"))
-    writer.commit()
+    send_in_shares(writer, 7, rows, prefixes)
     writer.engine.dispose()
     assert stored(url) == expected(url, rows)
     assert writer.replaced_by_unit == {}
@@ -153,10 +159,7 @@ def test_a_replacing_unit_in_shares_redone_in_the_same_run_keeps_one_version_per
     rows = [{**r, "source": f"s{i % 3}", "total_price": 100 + i} for i, r in enumerate(listing_rows(300, "unit"))]
     prefixes = sorted({(r["source"],) for r in rows})
     for _ in range(2):
-        writer.take(PageRows(7, rows[:100], prefixes))
-        writer.take(PageRows(7, rows[100:200], []))
-        writer.take(PageDone(7, rows[200:], [], "done"))
-        writer.commit()
+        send_in_shares(writer, 7, rows, prefixes)
     writer.engine.dispose()
     assert stored(url) == expected(url, rows)
     versions = table(url, "SELECT count(*) AS n FROM listing_history")[0]["n"]

@@ -193,12 +193,12 @@ class CurlEngine:
         return target, auth if auth and any(auth) else None
 
     def _proxy(self, url: str) -> str:
+        if not self.from_env:  # no *_proxy variable: requests would find none either
+            return ""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         with self.lock:
             proxy = self.proxies.get(origin)
-        if proxy is None and not self.from_env:  # no *_proxy variable: requests would find none either
-            proxy = ""
         if proxy is None:  # requests' own decision: *_proxy / all_proxy, no_proxy, upper or lower case
             from requests.utils import get_environ_proxies, select_proxy
 

@@ -128,11 +128,10 @@ def parse_html(html: str, engine: str = DEFAULT_ENGINE, raw: bytes | None = None
             root = tree.root
         return LexborNode(root)  # the node keeps its parser (and so the tree) alive
     if engine == "bs4":
+        # imported for this engine only: bs4 would cost every parse process megabytes
         from bs4 import BeautifulSoup
 
-        from etl.parse.soup import (
-            SoupNode,  # imported for this engine only: bs4 costs every parse process MBs
-        )
+        from etl.parse.soup import SoupNode
 
         # multi_valued_attributes=None: class="a  b" stays the page's string, as selectolax gives it
         try:

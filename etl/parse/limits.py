@@ -44,24 +44,25 @@ def _markup(html: str) -> str:
     return "".join(parts)
 
 
-def _start_tags_at_most(html: str, raw: bytes | None) -> int:
+def _start_tags_at_most(html: str, raw: bytes | None, limit: int | None = None) -> int:
     """An upper bound of the start tags: the "<" not followed by "/". Counted in the undecoded bytes when
     we have them (a count over bytes is several times faster than over a CJK string): in every encoding
     a page can be decoded from (the WHATWG ones), a tag's "<" is a 0x3C byte followed by neither 0x2F nor
-    anything that joins it to another "</" pair, so extra 0x3C bytes can only raise the bound."""
+    anything that joins it to another "</" pair, so extra 0x3C bytes can only raise the bound. The "<"s
+    alone already bound it: when they are within `limit`, the slower "</" count is skipped."""
     if raw is not None:
-        return raw.count(b"<") - raw.count(b"</")
-    return html.count("<") - html.count("</")
+        brackets = raw.count(b"<")
+        return brackets if limit is not None and brackets <= limit else brackets - raw.count(b"</")
+    brackets = html.count("<")
+    return brackets if limit is not None and brackets <= limit else brackets - html.count("</")
 
 
 def nesting_depth(html: str, limit: int | None = None, raw: bytes | None = None) -> int:
     """A lower bound of how deep the document's elements nest; stops early once past `limit`. With a limit,
     a result within it only says "not deeper than the limit" (a page with few start tags is not scanned).
     `raw`: the bytes `html` was decoded from, if any (for the quick bound)."""
-    if limit is not None:
-        brackets = raw.count(b"<") if raw is not None else html.count("<")
-        if brackets <= limit or _start_tags_at_most(html, raw) <= limit:
-            return 0  # fewer start tags than the limit: the usual page costs one count() ("</" is slower)
+    if limit is not None and _start_tags_at_most(html, raw, limit) <= limit:
+        return 0  # fewer start tags than the limit: the usual page costs one count()
     stack: list[str] = []
     open_count: dict[str, int] = {}
     deepest = 0

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from etl.parse.cleaners import collapse
+from bs4 import NavigableString
 
-try:
-    from bs4 import NavigableString
-except ImportError:  # pragma: no cover - bs4 is a dependency
-    NavigableString = str  # type: ignore[assignment,misc]
+from etl.parse.cleaners import collapse
 
 
 class SoupNode:
