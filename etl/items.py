@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,31 @@ class Request:
     @classmethod
     def from_frontier(cls, url: str, kind: str, meta: str | None, key: int | None = None) -> Request:
         return cls(url, kind, json.loads(meta) if meta else {}, key=key)
+
+
+@dataclass(slots=True)
+class RowShare:
+    """Up to batch_size rows pickled once, in the parse process that made them. The coordinator forwards
+    the bytes to the writer unopened: it only counts rows, so unpickling every row to pickle it again for
+    the writer was its largest per-row cost (a row-heavy job such as news → stock mentions)."""
+
+    count: int
+    data: bytes
+
+    def __len__(self) -> int:
+        return self.count
+
+    def load(self) -> list[dict[str, Any]]:
+        return pickle.loads(self.data)
+
+    @staticmethod
+    def pack(rows: list[dict[str, Any]], step: int) -> list[RowShare]:
+        step = max(1, step)
+        return [RowShare(len(part), pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
+                for part in (rows[i:i + step] for i in range(0, len(rows), step))]
+
+
+Rows = list[dict[str, Any]] | RowShare  # what a writer message carries: rows, or a share still pickled
 
 
 @dataclass(slots=True)
@@ -61,6 +87,16 @@ class Parsed:
     replaces: list[tuple] = field(default_factory=list)
     # The page's ETag and Last-Modified (HTTP pages): kept per URL for the next run (etl/incremental.py)
     validators: tuple[str | None, str | None] | None = None
+    shares: list[RowShare] = field(default_factory=list)  # `rows` as they travel to the coordinator (pack)
+
+    def pack(self, step: int) -> None:
+        """Pickle the rows into shares of `step` (batch_size) rows, for the trip to the writer."""
+        if self.rows:
+            self.shares, self.rows = RowShare.pack(self.rows, step), []
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows) + sum(share.count for share in self.shares)
 
 
 @dataclass(slots=True)
@@ -104,7 +140,7 @@ class PageRows:
     pending until its PageDone commits; a crash in between redoes the page, and the upserts make that exact."""
 
     key: int  # the unit's frontier key
-    rows: list[dict[str, Any]]
+    rows: Rows
     replaces: list[tuple] = field(default_factory=list)  # on the first share only (see PageDone.replaces)
 
 
@@ -113,7 +149,7 @@ class PageDone:
     """A unit is finished: its (last share of) rows, the new work it found, and its state, committed together."""
 
     key: int  # the unit's frontier key
-    rows: list[dict[str, Any]]
+    rows: Rows
     links: list[Link]
     state: str  # done | failed
     replaces: list[tuple] = field(default_factory=list)  # Parsed.replaces: deleted in the rows' transaction

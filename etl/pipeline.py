@@ -27,7 +27,7 @@ from etl.frontier import LocalFrontier
 from etl.frontier.leased import LeasedFrontier
 from etl.frontier.store import Lookup
 from etl.incremental import Known, validators_of
-from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request
+from etl.items import FailureNote, Fetched, Link, PageDone, PageRows, Parsed, Request, Rows
 from etl.outcome import NO_ROW_FROM_ITEMS, NOTHING_STORED, NOTHING_SUCCEEDED, Stats
 from etl.parse.pool import CRASHED, DEPTH, Job, ParsePool
 from etl.plugins import load_plugin
@@ -155,24 +155,27 @@ class Coordinator:
         links = packer.links(self.frontier.add(wanted))
         self.stats.pages_ok += 1
         self.stats.by_status[str(status)] = self.stats.by_status.get(str(status), 0) + 1
-        self.stats.rows += len(parsed.rows)
+        self.stats.rows += parsed.row_count
         self.stats.skipped += parsed.skipped
         self.stats.keyless += parsed.keyless
-        self._send_page(frontier_key(req), parsed.rows, links, parsed.replaces, packer.texts)
+        self._send_page(frontier_key(req), parsed, links, packer.texts)
         self.frontier.finished(req)
 
-    def _send_page(self, key: int, rows: list[dict[str, Any]], links: list[Link], replaces: list[tuple],
-                   carried: dict[int, str]) -> None:
+    def _send_page(self, key: int, parsed: Parsed, links: list[Link], carried: dict[int, str]) -> None:
         """A page's rows go to the writer in shares of batch_size rows, its done mark and links with the
         last: a page of 500,000 items is never one message (one page took the writer to 1.6 GB). A crash
         between shares leaves the page pending, and the redo's upserts rewrite the same rows. What the unit
-        replaces is deleted with the first share, so later shares never lose rows of earlier ones."""
-        step = max(1, self.cfg.run.batch_size)
-        last = (len(rows) - 1) // step * step if rows else 0
-        for start in range(0, last, step):
-            self.writer.post(PageRows(key, rows[start:start + step], replaces if start == 0 else []))
-        self.writer.post(PageDone(key, rows[last:] if last else rows, links, "done", [] if last else replaces,
-                                  carried))
+        replaces is deleted with the first share, so later shares never lose rows of earlier ones. Shares
+        the parse process pickled (Parsed.pack) go on as they came."""
+        shares: list[Rows] = list(parsed.shares)
+        if parsed.rows:
+            step = max(1, self.cfg.run.batch_size)
+            shares += [parsed.rows[i:i + step] for i in range(0, len(parsed.rows), step)]
+        replaces = parsed.replaces
+        for i, share in enumerate(shares[:-1]):
+            self.writer.post(PageRows(key, share, replaces if i == 0 else []))
+        last: Rows = shares[-1] if shares else []
+        self.writer.post(PageDone(key, last, links, "done", replaces if len(shares) <= 1 else [], carried))
 
     def _handle_fetches(self, fetching: dict[str, tuple[Request, float | None]]) -> None:
         try:

@@ -42,6 +42,7 @@ from etl.items import (
     FailureNote,
     PageDone,
     PageRows,
+    RowShare,
     Stop,
     Sync,
     Synced,
@@ -162,7 +163,7 @@ class Writer:
             if fenced:
                 batch.pages.add(msg.key)
                 batch.replace_page.update((prefix, msg.key) for prefix in msg.replaces)
-            for row in msg.rows:
+            for row in msg.rows.load() if type(msg.rows) is RowShare else msg.rows:
                 full = {c: row.get(c) for c in columns}
                 natural = tuple(full[k] for k in key)
                 batch.rows[natural] = full

@@ -143,7 +143,7 @@ def test_a_parse_past_its_deadline_kills_the_worker_and_fails_that_page_only(cfg
                 got[job.request.url.split("/")[-2]] = result
         assert set(got) == {"slow", "a", "b"}
         assert got["slow"].error is not None and "2 s" in got["slow"].error and "parse_timeout" in got["slow"].error
-        assert got["a"].error is None and got["b"].error is None and len(got["a"].rows) == 1
+        assert got["a"].error is None and got["b"].error is None and got["a"].row_count == 1
         assert pool.workers[0].process.pid != first and pool.workers[0].process.is_alive()
         assert pool.inflight() == 0
     finally:

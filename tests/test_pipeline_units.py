@@ -99,3 +99,40 @@ def test_a_big_page_goes_to_the_writer_in_shares_with_its_done_mark_last() -> No
     assert {m.key for m in posted} == {frontier_key(page)}
     assert posted[-1].state == "done" and posted[-1].links == [Link(new_link.url, frontier_key(new_link), "list", "{}")]
     assert fake.stats.rows == 1050 and fake.stats.pages_ok == 1
+
+
+def test_rows_a_parse_process_pickled_reach_the_writer_unopened() -> None:
+    """The coordinator only counts rows: shares the parse process pickled (Parsed.pack) are posted as they
+    came, in order, the unit's replaces with the first and its done mark with the last."""
+    from etl.items import PageDone, PageRows, Parsed, RowShare
+    from etl.pipeline import Stats
+
+    posted: list = []
+    fake = SimpleNamespace(cfg=SimpleNamespace(run=SimpleNamespace(batch_size=100)), stats=Stats(),
+                           writer=SimpleNamespace(post=posted.append),
+                           frontier=SimpleNamespace(add=lambda links: list(links), finished=lambda req: None),
+                           known=SimpleNamespace(sift=lambda parsed, status: (parsed.links, [])))
+    fake._send_page = lambda *args: Coordinator._send_page(fake, *args)
+    rows = [{"news_id": str(i // 3), "stock_code": f"{i:06d}"} for i in range(250)]
+    parsed = Parsed(Request("sql://news/1-100", "range"), rows=list(rows), replaces=[("job", "0"), ("job", "1")])
+    parsed.pack(100)
+    assert parsed.rows == [] and [s.count for s in parsed.shares] == [100, 100, 50] and parsed.row_count == 250
+    shares = list(parsed.shares)
+    Coordinator._parsed(fake, parsed)
+    assert [m.rows for m in posted] == shares and all(type(m.rows) is RowShare for m in posted)
+    assert [type(m) for m in posted] == [PageRows, PageRows, PageDone] and posted[-1].state == "done"
+    assert posted[0].replaces == [("job", "0"), ("job", "1")] and posted[1].replaces == posted[2].replaces == []
+    assert [r for m in posted for r in m.rows.load()] == rows and fake.stats.rows == 250
+
+
+def test_a_unit_in_one_pickled_share_carries_its_replaces_on_its_done_mark() -> None:
+    from etl.items import PageDone, Parsed
+
+    posted: list = []
+    fake = SimpleNamespace(cfg=SimpleNamespace(run=SimpleNamespace(batch_size=100)),
+                           writer=SimpleNamespace(post=posted.append))
+    parsed = Parsed(Request("sql://news/1-2", "range"), rows=[{"news_id": "1"}], replaces=[("job", "1")])
+    parsed.pack(100)
+    Coordinator._send_page(fake, 7, parsed, [], {})
+    assert len(posted) == 1 and type(posted[0]) is PageDone and posted[0].replaces == [("job", "1")]
+    assert posted[0].rows.load() == [{"news_id": "1"}]

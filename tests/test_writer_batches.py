@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from etl.db import make_engine
-from etl.items import Bundle, Link, PageDone, PageRows, Stop, WriterDone
+from etl.items import Bundle, Link, PageDone, PageRows, RowShare, Stop, WriterDone
 from etl.targets import target_spec
 from etl.urls import fingerprint
 from etl.write import Writer, WriterSettings, writer_main
@@ -71,6 +71,16 @@ def test_a_bundle_of_pages_is_committed_in_transactions_of_at_most_batch_size(
     run_writer(sqlite_url, [Bundle(pages)], batch_size=100)
     assert sum(sizes) == 300 and max(sizes) <= 100, sizes
     assert table(sqlite_url, "SELECT count(*) AS n FROM listings")[0]["n"] == 300
+
+
+def test_rows_still_pickled_are_written_as_rows_are(sqlite_url: str, signals_kept: None) -> None:
+    """A parse process's shares (RowShare) reach the writer unopened: it writes them as plain rows, shares
+    ahead of the done mark included."""
+    first, last = RowShare.pack(rows(150), 100)
+    done = run_writer(sqlite_url, [Bundle([PageRows(5, first), PageDone(5, last, [], "done")])], batch_size=100)
+    assert done.rows_written == 150
+    ids = [r["listing_id"] for r in table(sqlite_url, "SELECT listing_id FROM listings ORDER BY 1")]
+    assert ids == [r["listing_id"] for r in rows(150)]
 
 
 def test_a_page_in_shares_stays_pending_until_its_last_share_and_the_redo_is_exact(sqlite_url: str) -> None:

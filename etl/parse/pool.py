@@ -57,6 +57,7 @@ def _worker_main(conn: Connection, cfg, domains, arena: Arena | None = None) -> 
                 item = arena.load(item)
             result = worker.process(item)
             result.request = None  # the coordinator holds it (in the Job): poll() puts it back
+            result.pack(cfg.run.batch_size)  # pickled once, here: the coordinator forwards them unopened
             conn.send(result)
         except (EOFError, OSError):  # the coordinator is gone (killed): nothing to report to, exit quietly
             return
