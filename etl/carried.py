@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from etl import schema
+from etl import jsontext, schema
 from etl.items import Link, Request
 from etl.urls import frontier_key
 
@@ -34,7 +34,7 @@ IN_CHUNK = 500  # keys per `IN (…)`
 
 def canonical(via: dict[str, Any]) -> str:
     """The via dict as stored: key order and spacing fixed, so one value set is one text and one key."""
-    return json.dumps(via, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsontext.canonical(via)
 
 
 def carried_key(text: str) -> int:
@@ -62,7 +62,7 @@ class Packer:
             self.texts.setdefault(known[0], text)
         meta = {k: v for k, v in request.meta.items() if k != "via"}
         meta[REF] = known[0]
-        return json.dumps(meta, ensure_ascii=False, default=str)
+        return jsontext.text_or_str(meta)
 
     def links(self, requests: Iterable[Request]) -> list[Link]:
         return [Link(r.url, frontier_key(r), r.kind, self.meta_json(r)) for r in requests]

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Float, Integer, Numeric, and_, bindparam, exists, func, select, update
 
 from etl import schema
+from etl.appending import AppendGuess, append_or_upsert
 from etl.targets import DELISTED, Target
 
 CHUNK = 500  # keys per IN list: SQLite's variable limit, and statements of a sane size
@@ -108,6 +109,7 @@ class History:
         self.types = [self.history.c[c].type for c in self.track]
         self.dialect = dialect
         self.clean = dialect.clean_value  # the values compared are those the upsert stores
+        self.appending = AppendGuess(dialect.appends)
 
     def _where(self, table, scope: tuple, last: list):
         cols = [table.c[k] for k in self.key]
@@ -154,9 +156,9 @@ class History:
             conn.execute(update(h).where(h.c.valid_to.is_(None), h.c.run_id != run_id, self._where(h, scope, last))
                          .values(valid_to=now))
         if versions.insert:  # the dialect's bulk path (COPY on PostgreSQL), not one INSERT per version;
-            # an upsert, so that a version this run already wrote under rows deleted since (a replaced
-            # prefix, a unit redone) is rewritten, one version per key per run
-            self.dialect.upsert_rows(conn, h, (*self.key, "run_id"), (), versions.insert)
+            # appended while that works, else upserted, so that a version this run already wrote under
+            # rows deleted since (a replaced prefix, a unit redone) is rewritten, one version per key per run
+            append_or_upsert(conn, self.dialect, self.appending, h, (*self.key, "run_id"), (), versions.insert)
         if versions.amend:
             cond = and_(h.c.run_id == run_id, *(h.c[k] == bindparam(f"k_{k}") for k in self.key))
             conn.execute(update(h).where(cond).values({c: bindparam(f"v_{c}") for c in self.track}),

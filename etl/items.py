@@ -11,6 +11,8 @@ import pickle
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from etl import jsontext
+
 if TYPE_CHECKING:
     from etl.arena import Slot
 
@@ -27,7 +29,7 @@ class Request:
 
     def meta_json(self) -> str:
         """The meta as the frontier table stores it (so a resumed run gets the same Request back)."""
-        return json.dumps(self.meta, ensure_ascii=False, default=str)
+        return jsontext.text_or_str(self.meta)
 
     @classmethod
     def from_frontier(cls, url: str, kind: str, meta: str | None, key: int | None = None) -> Request:

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from etl import incremental, schema
+from etl.appending import AppendGuess, append_or_upsert
 from etl.batch import Batch
 from etl.config.model import TargetSpec
 from etl.db import make_engine
@@ -122,6 +123,7 @@ class Writer:
         self.replaced_by_unit: dict[int, set[tuple]] = {}  # units in shares: what their first share replaced
         self.last_commit = time.monotonic()
         self.repeats = Repeats()
+        self.appending = AppendGuess(self.dialect.appends)
 
     def take(self, msg: Any) -> None:
         """Add a message to the open batch, first committing the batch if this message's rows would take it
@@ -335,20 +337,11 @@ class Writer:
         return written, refused
 
     def _write_rows(self, conn, rows: list[dict[str, Any]], const: dict, replaced: bool) -> None:
-        """Rows under replaced prefixes are appended (no conflict handling) where the dialect can; a key that
-        is there after all (another writer of the same unit, a unit redone after a crash) sends them
-        through the upsert instead."""
-        d = self.dialect
-        if replaced:
-            try:
-                with conn.begin_nested():
-                    d.insert_fresh_rows(conn, self.table, self.key, self.keep, rows, const)
-                return
-            except Exception as exc:
-                if d.is_transient(exc):
-                    raise
-        with conn.begin_nested():
-            d.upsert_rows(conn, self.table, self.key, self.keep, rows, const)
+        """Rows under replaced prefixes are appended where the dialect can, others when its guess says so
+        (etl/appending.py: a first crawl's); a key that is there after all (a re-run, another writer of
+        the same unit, a unit redone after a crash) sends the batch through the upsert instead."""
+        append_or_upsert(conn, self.dialect, None if replaced else self.appending, self.table, self.key,
+                         self.keep, rows, const)
 
     def _row_by_row(self, conn, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """A batch the database refused (a value too long, say): write what it accepts, one savepoint per

@@ -37,6 +37,9 @@ class Dialect:
     # Can several machines share one run (etl worker)? Needs row locks with SKIP LOCKED, a server clock and
     # session locks that can be shared (etl/shared/)
     leases: ClassVar[bool] = False
+    # Does insert_fresh_rows append without conflict handling (cheaper than the upsert), raising at a key
+    # that is stored? Then the writer appends a first crawl's rows too (etl/appending.py)
+    appends: ClassVar[bool] = False
 
     # ------------------------------------------------------------------------------------ connecting
     def driver_url(self, url: str) -> str:

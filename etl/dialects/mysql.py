@@ -30,7 +30,6 @@ Why each of those:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 from collections import defaultdict
@@ -43,6 +42,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from etl import jsontext
 from etl.dialects.base import Dialect
 from etl.locks import NamedLock, lock_key
 
@@ -207,7 +207,7 @@ class MySQLDialect(Dialect):
 
 # ---------------------------------------------------------------------------------------- literals
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return jsontext.text(value)
 
 
 def _text_literal(text: str) -> str:

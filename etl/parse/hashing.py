@@ -5,9 +5,9 @@ code (SQLAlchemy alone is tens of MB in every parse process)."""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+from etl import jsontext
 from etl.config.model import Config
 
 
@@ -20,5 +20,5 @@ def shape_digest(cfg: Config) -> str:
 
 def item_hash(shape: str, raw: dict[str, Any], via: dict[str, Any] | None) -> str:
     """The hash of an item's list-page values (what a detail link carries to its page)."""
-    text = json.dumps([shape, raw, via or {}], sort_keys=True, ensure_ascii=False, default=str)
+    text = jsontext.sorted_text([shape, raw, via or {}])
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from etl import jsontext
 from etl.config.checker import Checker
 from etl.config.model import Config
 from etl.items import Page, Parsed, Request
@@ -66,7 +67,7 @@ def as_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        return jsontext.text(value)
     return repr(value) if isinstance(value, float) else str(value)
 
 
