@@ -45,4 +45,3 @@ class Batch:
         """Size against batch_size: rows (and failures); frontier bookkeeping rides along uncounted
         up to four times as much, so a batch of 1000 rows is not split by its own page marks."""
         return max(len(self.rows) + len(self.failures), (len(self.states) + len(self.links)) // 4)
-

@@ -8,11 +8,13 @@ import decimal
 import json
 import operator
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl import jsontext
 from etl.dialects.postgresql import PostgreSQLDialect, copy_lines, copy_value
+from tests.test_mysql import check_update_by_key
 
 SPECIAL = st.sampled_from(["\\", "\t", "\n", "\r", "\x00", "a", "北", ""])
 TEXT = st.one_of(st.text(max_size=12), st.lists(SPECIAL, max_size=4).map("".join))
@@ -74,3 +76,8 @@ def test_prebuilt_json_encoders_fall_back_to_str_for_other_values():
     when = dt.date(2026, 1, 2)
     assert jsontext.text_or_str({"d": when}) == '{"d": "2026-01-02"}'
     assert jsontext.canonical({"b": 1, "a": when}) == '{"a":"2026-01-02","b":1}'
+
+
+@pytest.mark.postgres
+def test_update_by_key_through_a_copied_stage_changes_only_existing_keys_of_its_run(pg_url: str) -> None:
+    check_update_by_key(pg_url)

@@ -157,19 +157,26 @@ def test_a_batch_is_a_few_multi_row_statements(mysql_url: str, driver: str, n: i
 
 @pytest.mark.mysql
 def test_update_by_key_changes_only_existing_keys_of_its_run(mysql_url: str) -> None:
-    db.upgrade(mysql_url)
+    check_update_by_key(mysql_url)
+
+
+def check_update_by_key(url: str) -> None:
+    """300 keys: above PostgreSQL's and MySQL's thresholds for their staged UPDATE."""
+    db.upgrade(url)
     f = schema.frontier
-    engine = db.make_engine(mysql_url)
+    engine = db.make_engine(url)
+    d = dialect_for(url)
     try:
         with engine.begin() as conn:
-            D.insert_new_rows(conn, f, ("run_id", "url_key"), [
-                {"run_id": run, "url_key": k, "url": f"u{k}", "kind": "detail", "meta": None, "state": "pending"}
+            d.insert_new_rows(conn, f, ("run_id", "url_key"), [
+                {"run_id": run, "url_key": k, "url": f"u{k}", "kind": "detail", "meta": None, "state": "pending",
+                 "lease_owner": None, "lease_until": None, "claims": 0}
                 for run in (1, 2) for k in range(300)])
-            D.update_by_key(conn, f, {"run_id": 1}, "url_key", "state",
+            d.update_by_key(conn, f, {"run_id": 1}, "url_key", "state",
                             {**{k: "done" for k in range(0, 300, 2)}, 1: "failed", 999: "done"})
     finally:
         engine.dispose()
-    states = {(r["run_id"], r["url_key"]): r["state"] for r in table(mysql_url, "SELECT * FROM frontier")}
+    states = {(r["run_id"], r["url_key"]): r["state"] for r in table(url, "SELECT * FROM frontier")}
     assert len(states) == 600 and (1, 999) not in states
     assert states[(1, 0)] == "done" and states[(1, 1)] == "failed" and states[(1, 3)] == "pending"
     assert all(states[(2, k)] == "pending" for k in range(300))

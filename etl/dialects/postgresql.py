@@ -209,7 +209,7 @@ class PostgreSQLDialect(Dialect):
             return super().update_by_key(conn, table, where, key, column, values)
         stage = f"etl_stage_{table.name}_{column}"
         kcol, vcol = table.c[key], table.c[column]
-        lines = "".join(f"{copy_value(k)}\t{copy_value(v)}\n" for k, v in values.items())
+        lines = copy_columns([list(values), list(values.values())])
         cond = " AND ".join(f"t.{c} = %({c})s" for c in where)
         self._stage(conn, stage, f"(k {kcol.type.compile(conn.dialect)}, v {vcol.type.compile(conn.dialect)}) "
                                  "ON COMMIT DELETE ROWS", lines,
