@@ -1,4 +1,5 @@
-"""The libcurl engine (pycurl): one easy handle per fetch thread, reused, so its connections stay alive.
+"""The libcurl engine (pycurl): one easy handle per fetch thread, reused, its transfers run by one driver
+thread on libcurl's multi interface (etl/fetch/curl_multi.py), whose connection cache keeps them alive.
 
 libcurl reads the response in C with the GIL released, decodes gzip/deflate itself and enforces the
 whole-response deadline (TIMEOUT), so no watchdog thread is needed; Python sees only the header lines and
@@ -25,6 +26,7 @@ import certifi
 import pycurl
 
 from etl.config.model import FetchSettings
+from etl.fetch.curl_multi import DriverGone, MultiDriver
 from etl.fetch.engine import TransportError, basic_auth, ca_bundle, env_configured
 from etl.urls import PLAIN_HOST, host_port
 
@@ -52,6 +54,7 @@ ERRORS: dict[int, tuple[str, bool]] = {
     97: ("ProxyError", True),  # proxy handshake
 }
 TIMED_OUT, WRITE_STOPPED = 28, 23
+DRIVER_GRACE = 30.0  # seconds past total_timeout (which libcurl enforces) before a transfer counts as lost
 
 # A URL requests would send as it is: lower-case http(s), a host of plain lower-case labels, a port without
 # a leading zero, a path and query of characters neither requote_uri nor urllib3 touches (no "%", no
@@ -135,6 +138,7 @@ class CurlEngine:
         self.from_env = env_configured()  # proxies and .netrc, read as requests reads them
         self.proxies: dict[str, str] = {}  # origin → proxy URL ("" for none), decided once per origin
         self.lock = threading.Lock()
+        self.driver = MultiDriver()  # every transfer runs on its one thread (etl/fetch/curl_multi.py)
 
     def _transfer(self) -> _Transfer:
         t = getattr(self.local, "transfer", None)
@@ -226,7 +230,11 @@ class CurlEngine:
         t.start(limit, whole)
         started = time.monotonic()
         try:
-            c.perform()
+            self.driver.perform(c, self.settings.total_timeout + DRIVER_GRACE)
+        except DriverGone:
+            self.local.transfer = None  # the handle may still be on the multi stack: never reuse it
+            raise TransportError(f"response slower than total_timeout={self.settings.total_timeout:g}s",
+                                 True, True) from None
         except pycurl.error as exc:
             code, message = exc.args[0], str(exc.args[1])
             if not (code == WRITE_STOPPED and t.stopped):
