@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import re
 
+from etl.parse.transcode import to_utf8
 from etl.parse.whatwg import CODECS, UTF16, codec_for
 
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
@@ -55,11 +56,25 @@ def _detected(name: str) -> str | None:
     return enc or (canonical if canonical in CODECS else None)
 
 
-def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]:
+def _clean(body: bytes, enc: str, utf8: bool) -> str | bytes | None:
+    """`body` decoded strictly with `enc` (as UTF-8 bytes where `utf8` and that is cheaper), or None."""
+    if utf8:
+        encoded = to_utf8(body, enc)
+        if encoded is not None:
+            return encoded
+    try:
+        return body.decode(enc)
+    except UnicodeDecodeError:
+        return None
+
+
+def decode_html(body: bytes, content_type: str | None = None, *, utf8: bool = False) -> tuple[str | bytes, str]:
     """Return (text, encoding used). Tries declared charsets strictly, then detection, then utf-8/replace.
 
     A declared charset that does not decode cleanly (a wrong header, say) is not trusted: the next source
     is tried. Only when nothing decodes cleanly do we substitute U+FFFD, and then only if few bytes are bad.
+    `utf8=True` (for lexbor, which parses UTF-8): a page that decodes cleanly may come back as that text's
+    UTF-8 bytes instead of a str (etl/parse/transcode.py); a str otherwise.
     """
     for bom, enc in _BOMS:
         if body.startswith(bom):
@@ -67,14 +82,12 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
     candidates = [header_charset(content_type), meta_charset(body)]
     for enc in candidates:
         if enc and _plausible(body, enc):
-            try:
-                return body.decode(enc), enc
-            except UnicodeDecodeError:
-                continue
-    try:
-        return body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+            text = _clean(body, enc, utf8)
+            if text is not None:
+                return text, enc
+    text = _clean(body, "utf-8", utf8)
+    if text is not None:
+        return text, "utf-8"
     try:
         from charset_normalizer import from_bytes
 

@@ -109,15 +109,18 @@ class TooDeep(ValueError):
     """The document nests too deep to build a tree in reasonable time (recorded as that page's failure)."""
 
 
-def parse_html(html: str, engine: str = DEFAULT_ENGINE, raw: bytes | None = None) -> Node:
+def parse_html(html: str | bytes, engine: str = DEFAULT_ENGINE, raw: bytes | None = None) -> Node:
     """Parse a decoded document with the named engine and return its root node. A document nested deeper
-    than etl.parse.limits.MAX_DEPTH raises TooDeep before any tree is built, on either engine. `raw`: the
+    than etl.parse.limits.MAX_DEPTH raises TooDeep before any tree is built, on either engine. `html`: the
+    text, or its UTF-8 bytes (decode_html(..., utf8=True)), which lexbor takes as they are. `raw`: the
     bytes it was decoded from, when there are any (the depth check's quick bound counts those)."""
     from etl.parse.limits import too_deep
 
     problem = too_deep(html, raw)
     if problem:
         raise TooDeep(problem)
+    if isinstance(html, bytes) and engine != "selectolax":
+        html = html.decode("utf-8")
     if engine == "selectolax":
         from selectolax.lexbor import LexborHTMLParser
 

@@ -189,7 +189,7 @@ class Extractor:
             result.error = f"not an HTML page (Content-Type {ctype.split(';')[0]})"
             return result
         try:
-            text, _ = decode_html(page.body, ctype)
+            text, _ = decode_html(page.body, ctype, utf8=self.cfg.run.engine == "selectolax")
         except DecodeError as exc:
             coding = page.headers.get("content-encoding", "").strip().lower()
             result.error = (f"body is still {coding}-compressed (Content-Encoding: {coding}, which this install "

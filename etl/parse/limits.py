@@ -44,25 +44,28 @@ def _markup(html: str) -> str:
     return "".join(parts)
 
 
-def _start_tags_at_most(html: str, raw: bytes | None, limit: int | None = None) -> int:
+def _start_tags_at_most(html: str | bytes, raw: bytes | None, limit: int | None = None) -> int:
     """An upper bound of the start tags: the "<" not followed by "/". Counted in the undecoded bytes when
     we have them (a count over bytes is several times faster than over a CJK string): in every encoding
     a page can be decoded from (the WHATWG ones), a tag's "<" is a 0x3C byte followed by neither 0x2F nor
     anything that joins it to another "</" pair, so extra 0x3C bytes can only raise the bound. The "<"s
     alone already bound it: when they are within `limit`, the slower "</" count is skipped."""
-    if raw is not None:
-        brackets = raw.count(b"<")
-        return brackets if limit is not None and brackets <= limit else brackets - raw.count(b"</")
+    if raw is not None or isinstance(html, bytes):  # UTF-8 bytes too: their "<" and "</" are these bytes
+        counted = raw if raw is not None else html
+        brackets = counted.count(b"<")
+        return brackets if limit is not None and brackets <= limit else brackets - counted.count(b"</")
     brackets = html.count("<")
     return brackets if limit is not None and brackets <= limit else brackets - html.count("</")
 
 
-def nesting_depth(html: str, limit: int | None = None, raw: bytes | None = None) -> int:
+def nesting_depth(html: str | bytes, limit: int | None = None, raw: bytes | None = None) -> int:
     """A lower bound of how deep the document's elements nest; stops early once past `limit`. With a limit,
     a result within it only says "not deeper than the limit" (a page with few start tags is not scanned).
-    `raw`: the bytes `html` was decoded from, if any (for the quick bound)."""
+    `raw`: the bytes `html` was decoded from, if any (for the quick bound). `html` may be UTF-8 bytes."""
     if limit is not None and _start_tags_at_most(html, raw, limit) <= limit:
         return 0  # fewer start tags than the limit: the usual page costs one count()
+    if isinstance(html, bytes):
+        html = html.decode("utf-8")
     stack: list[str] = []
     open_count: dict[str, int] = {}
     deepest = 0
@@ -88,7 +91,7 @@ def nesting_depth(html: str, limit: int | None = None, raw: bytes | None = None)
     return deepest
 
 
-def too_deep(html: str, raw: bytes | None = None) -> str | None:
+def too_deep(html: str | bytes, raw: bytes | None = None) -> str | None:
     """The failure message for a document nested deeper than MAX_DEPTH, or None."""
     if nesting_depth(html, MAX_DEPTH, raw) <= MAX_DEPTH:
         return None

@@ -241,7 +241,8 @@ class _JsonReader:
             from etl.parse.engines import parse_html
 
             try:
-                root = parse_html(decode_html(page.body, ctype)[0], self.cfg.run.engine, page.body)
+                text = decode_html(page.body, ctype, utf8=self.cfg.run.engine == "selectolax")[0]
+                root = parse_html(text, self.cfg.run.engine, page.body)
             except DecodeError as exc:
                 result.error = str(exc)
                 return
