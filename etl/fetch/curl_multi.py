@@ -23,6 +23,9 @@ IDLE_EXIT = 10.0  # seconds without a transfer before the driver thread ends (pe
 POLL_MAX = 1.0  # longest single wait for sockets, so new transfers and the idle clock are looked at
 
 
+_EVENTS = {pycurl.POLL_IN: selectors.EVENT_READ, pycurl.POLL_OUT: selectors.EVENT_WRITE}  # else both
+
+
 class DriverGone(Exception):
     """The transfer's result never came back within its wait limit (the driver thread is stuck or died)."""
 
@@ -98,8 +101,7 @@ class _Loop:
             if registered:
                 self.selector.unregister(fd)
             return
-        events = {pycurl.POLL_IN: selectors.EVENT_READ, pycurl.POLL_OUT: selectors.EVENT_WRITE}.get(
-            what, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        events = _EVENTS.get(what, selectors.EVENT_READ | selectors.EVENT_WRITE)
         if registered:
             self.selector.modify(fd, events)
         else:
@@ -138,16 +140,21 @@ class _Loop:
             self.selector.close()
 
     def _take_new(self) -> None:
-        while True:
-            with self.driver.lock:
-                if not self.driver.incoming:
-                    return
-                curl, waiter = self.driver.incoming.popleft()
+        with self.driver.lock:  # one lock for all that arrived: the fetch threads wait on it to hand over
+            if not self.driver.incoming:
+                return
+            arrived = list(self.driver.incoming)
+            self.driver.incoming.clear()
+        for taken, (curl, waiter) in enumerate(arrived):
             try:
                 self.multi.add_handle(curl)
             except pycurl.error as exc:
                 waiter.finish((exc.args[0], str(exc.args[1])))
                 continue
+            except BaseException:  # back in line, so that run() tells each of them the driver failed
+                with self.driver.lock:
+                    self.driver.incoming.extendleft(reversed(arrived[taken:]))
+                raise
             self.running[curl] = waiter
 
     def _wait_and_act(self) -> None:
