@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from etl.parse.charset import decode_html
 from etl.parse.cleaners import collapse
 
 ENGINES = ("selectolax", "bs4")
@@ -105,8 +106,19 @@ class LexborNode:
         return [LexborNode(n) for n in _visible_text_nodes(self._n)]
 
 
+UTF8_ENGINES = frozenset({"selectolax"})  # take a document as its UTF-8 bytes (lexbor parses UTF-8)
+
+
 class TooDeep(ValueError):
     """The document nests too deep to build a tree in reasonable time (recorded as that page's failure)."""
+
+
+def parse_page(body: bytes, content_type: str | None, engine: str = DEFAULT_ENGINE) -> Node:
+    """A fetched page's root node: decode_html, then parse_html. An engine in UTF8_ENGINES is handed the
+    UTF-8 bytes where decode_html can give them (no str decoded only to be encoded back). Raises the
+    decoder's DecodeError or TooDeep."""
+    text, _ = decode_html(body, content_type, utf8=engine in UTF8_ENGINES)
+    return parse_html(text, engine, body)
 
 
 def parse_html(html: str | bytes, engine: str = DEFAULT_ENGINE, raw: bytes | None = None) -> Node:
@@ -119,7 +131,7 @@ def parse_html(html: str | bytes, engine: str = DEFAULT_ENGINE, raw: bytes | Non
     problem = too_deep(html, raw)
     if problem:
         raise TooDeep(problem)
-    if isinstance(html, bytes) and engine != "selectolax":
+    if isinstance(html, bytes) and engine not in UTF8_ENGINES:
         html = html.decode("utf-8")
     if engine == "selectolax":
         from selectolax.lexbor import LexborHTMLParser

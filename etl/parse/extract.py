@@ -13,9 +13,9 @@ from typing import Any
 
 from etl.config import Config, FieldSpec, LinkRule
 from etl.items import Page, Parsed, Request
-from etl.parse.charset import DecodeError, decode_html
+from etl.parse.charset import DecodeError
 from etl.parse.cleaners import CONVERTERS, clean_text, to_date_format
-from etl.parse.engines import Node, TooDeep, parse_html
+from etl.parse.engines import Node, TooDeep, parse_page
 from etl.parse.hashing import item_hash, shape_digest
 from etl.parse.labels import labelled
 from etl.urls import MAX_URL, absolute, allowed
@@ -189,14 +189,12 @@ class Extractor:
             result.error = f"not an HTML page (Content-Type {ctype.split(';')[0]})"
             return result
         try:
-            text, _ = decode_html(page.body, ctype, utf8=self.cfg.run.engine == "selectolax")
+            root = parse_page(page.body, ctype, self.cfg.run.engine)
         except DecodeError as exc:
             coding = page.headers.get("content-encoding", "").strip().lower()
             result.error = (f"body is still {coding}-compressed (Content-Encoding: {coding}, which this install "
                             "cannot decode)" if coding not in ("", "identity", "gzip", "deflate") else str(exc))
             return result
-        try:
-            root = parse_html(text, self.cfg.run.engine, page.body)
         except TooDeep as exc:
             result.error = str(exc)
             return result

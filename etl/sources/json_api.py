@@ -237,12 +237,11 @@ class _JsonReader:
                 return
             raw.update({f.name: self._value(f, doc, page.url) for f in self.detail_fields})
         else:
-            from etl.parse.charset import DecodeError, decode_html
-            from etl.parse.engines import parse_html
+            from etl.parse.charset import DecodeError
+            from etl.parse.engines import parse_page
 
             try:
-                text = decode_html(page.body, ctype, utf8=self.cfg.run.engine == "selectolax")[0]
-                root = parse_html(text, self.cfg.run.engine, page.body)
+                root = parse_page(page.body, ctype, self.cfg.run.engine)
             except DecodeError as exc:
                 result.error = str(exc)
                 return
